@@ -1,0 +1,147 @@
+"""Load spec, machine and schedule files into validated models, with file/line/field errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from twill.errors import SpecError
+from twill.model.graph import longest_paths
+from twill.model.loop import Dependence, Loop, Op, Reservation
+from twill.model.spec import LoopSpec, MachineSpec, ScheduleSpec
+from twill.model.yamlsource import SourceMap, load_yaml
+
+M = TypeVar("M", bound=BaseModel)
+
+PACKAGE_SPECS = Path(__file__).resolve().parents[1] / "specs"      # installed wheel
+REPOSITORY_SPECS = Path(__file__).resolve().parents[2] / "specs"   # source checkout
+
+
+def machines_dir() -> Path:
+    return PACKAGE_SPECS / "machines" if (PACKAGE_SPECS / "machines").is_dir() else REPOSITORY_SPECS / "machines"
+
+
+def validate(model: type[M], data: Any, source: SourceMap) -> M:
+    """Validate ``data`` against ``model``; the first problem becomes a located ``SpecError``."""
+    if not isinstance(data, dict):
+        raise SpecError("expected a mapping at the top level", file=source.file, line=source.line(()))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = _data_path(data, error["loc"], keep_last=error["type"] in ("missing", "extra_forbidden"))
+        if error["type"] == "extra_forbidden":
+            raise source.error(path, "unknown field", at_key=True) from None
+        if error["type"] == "missing":
+            raise source.error(path, "required field is missing") from None
+        message = error["msg"].removeprefix("Value error, ")
+        if "input" in error and not isinstance(error["input"], (dict, list)):
+            message += f" (got {error['input']!r})"
+        raise source.error(path, message) from None
+
+
+def _data_path(data: Any, loc: tuple, keep_last: bool) -> tuple:
+    """Drop pydantic's union tags from ``loc`` so only real keys and indices remain."""
+    path, node = [], data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif keep_last and i == len(loc) - 1:
+            pass
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+def load_machine(name_or_path: str, *, referenced_from: SourceMap | None = None,
+                 field: tuple = ()) -> MachineSpec:
+    """A machine by shipped name (``h100``) or by path to a machine YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = machines_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in machines_dir().glob("*.yaml")))
+            message = f"unknown machine {name_or_path!r} (shipped: {known})"
+            if referenced_from is not None:
+                raise referenced_from.error(field, message)
+            raise SpecError(message, field="--machine")
+    data, source = load_yaml(path)
+    return validate(MachineSpec, data, source)
+
+
+def load_spec(path: str | Path, machine: str | None = None) -> Loop:
+    """Read a loop spec; ``machine`` (a name or path) overrides the spec's own ``machine:``."""
+    data, source = load_yaml(path)
+    spec = validate(LoopSpec, data, source)
+    if machine is not None:
+        machine_spec = load_machine(machine)
+    elif isinstance(spec.machine, str):
+        machine_spec = load_machine(spec.machine, referenced_from=source, field=("machine",))
+    elif spec.machine is not None:
+        machine_spec = spec.machine
+    else:
+        raise source.error(("name",), "no machine: add `machine:` to the spec or pass --machine")
+    return build_loop(spec, machine_spec, source)
+
+
+def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
+    """Resolve names and defaults, and reject what no schedule can satisfy."""
+    index: dict[str, int] = {}
+    ops = []
+    for i, op in enumerate(spec.ops):
+        if op.name in index:
+            raise source.error(("ops", i, "name"), f"duplicate op name {op.name!r}")
+        index[op.name] = i
+        table = []
+        for j, res in enumerate(op.reservation_table()):
+            field = ("ops", i, "unit") if op.reservations is None else ("ops", i, "reservations", j, "unit")
+            if res.unit not in machine.units:
+                raise source.error(field, f"unknown unit {res.unit!r} (machine has: {', '.join(machine.units)})")
+            capacity = machine.capacity(res.unit)
+            if capacity == 0:
+                raise source.error(field, f"unit {res.unit!r} has capacity 0 on this machine")
+            if res.amount > capacity:
+                raise source.error(field, f"needs {res.amount} instances of unit {res.unit!r}, "
+                                          f"the machine has {capacity}")
+            table.append(Reservation(res.unit, res.offset, res.cycles, res.amount))
+        ops.append(Op(op.name, op.latency, tuple(table)))
+
+    edges = []
+    for j, edge in enumerate(spec.edges):
+        for end in ("src", "dst"):
+            if getattr(edge, end) not in index:
+                raise source.error(("edges", j, end), f"unknown op {getattr(edge, end)!r}")
+        src, dst = index[edge.src], index[edge.dst]
+        delay = ops[src].latency if edge.delay is None else edge.delay
+        edges.append(Dependence(src, dst, delay, edge.distance))
+
+    # A cycle of same-iteration dependences with positive total delay can never be scheduled.
+    same_iteration = [(j, e) for j, e in enumerate(edges) if e.distance == 0]
+    _, cycle = longest_paths(len(ops), [(e.src, e.dst, e.delay) for _, e in same_iteration])
+    if cycle is not None:
+        names = " -> ".join([ops[same_iteration[k][1].src].name for k in cycle] + [ops[same_iteration[cycle[0]][1].src].name])
+        raise source.error(("edges", same_iteration[cycle[0]][0]),
+                           f"dependence cycle {names} has distance 0 and positive delay: "
+                           "infeasible for every II")
+    capacity = {unit: machine.capacity(unit) for unit in machine.units}
+    return Loop(spec.name, capacity, tuple(ops), tuple(edges))
+
+
+def load_schedule(path: str | Path, loop: Loop) -> ScheduleSpec:
+    """Read a schedule file and check that it names exactly the loop's ops."""
+    data, source = load_yaml(path)
+    schedule = validate(ScheduleSpec, data, source)
+    names = [op.name for op in loop.ops]
+    for name in schedule.starts:
+        if name not in names:
+            raise source.error(("starts", name), f"unknown op {name!r} (loop {loop.name!r} has: {', '.join(names)})",
+                               at_key=True)
+    missing = [name for name in names if name not in schedule.starts]
+    if missing:
+        raise source.error(("starts",), f"no start given for op(s): {', '.join(missing)}")
+    return schedule

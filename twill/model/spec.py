@@ -1,0 +1,83 @@
+"""Pydantic models of the YAML files, shaped exactly like the files (see docs/spec-format.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NonNegInt = Annotated[int, Field(ge=0, strict=True)]
+PosInt = Annotated[int, Field(ge=1, strict=True)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReservationSpec(Strict):
+    """``amount`` instances of ``unit`` held for ``cycles`` cycles, starting ``offset`` cycles after issue."""
+
+    unit: Name
+    offset: NonNegInt = 0
+    cycles: PosInt = 1
+    amount: PosInt = 1
+
+
+class OpSpec(Strict):
+    name: Name
+    latency: NonNegInt
+    unit: Name | None = None
+    occupancy: PosInt | None = None
+    reservations: list[ReservationSpec] | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_reserve(self) -> "OpSpec":
+        if self.reservations is not None and (self.unit is not None or self.occupancy is not None):
+            raise ValueError("give either unit/occupancy or reservations, not both")
+        if self.occupancy is not None and self.unit is None:
+            raise ValueError("occupancy needs a unit")
+        return self
+
+    def reservation_table(self) -> list[ReservationSpec]:
+        if self.reservations is not None:
+            return list(self.reservations)
+        if self.unit is None:
+            return []
+        return [ReservationSpec(unit=self.unit, cycles=self.occupancy or 1)]
+
+
+class EdgeSpec(Strict):
+    src: Name
+    dst: Name
+    delay: NonNegInt | None = None  # defaults to latency(src)
+    distance: NonNegInt = 0
+
+
+class UnitSpec(Strict):
+    count: NonNegInt
+    source: Name | None = None  # where the number comes from (required in shipped machine files)
+
+
+class MachineSpec(Strict):
+    name: Name | None = None
+    description: str | None = None
+    units: dict[Name, NonNegInt | UnitSpec]
+
+    def capacity(self, unit: str) -> int:
+        value = self.units[unit]
+        return value if isinstance(value, int) else value.count
+
+
+class LoopSpec(Strict):
+    name: Name
+    machine: Name | MachineSpec | None = None  # inline machine, or the name/path of a machine file
+    ops: Annotated[list[OpSpec], Field(min_length=1)]
+    edges: list[EdgeSpec] = []
+
+
+class ScheduleSpec(Strict):
+    """A hand-written (or saved) schedule: ``ii`` and the start cycle of every op."""
+
+    ii: PosInt
+    starts: dict[Name, NonNegInt]

@@ -1,0 +1,110 @@
+"""Read YAML while remembering where every value came from.
+
+``load_yaml`` returns plain Python data plus a ``SourceMap`` that turns a field path such as
+``("ops", 2, "latency")`` into the line it was written on, so every error can name file, line and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from twill.errors import SpecError
+
+Path_ = tuple[Any, ...]
+
+
+def field_name(path: Path_) -> str:
+    """``("ops", 2, "latency")`` -> ``ops[2].latency``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "<document>"
+
+
+class SourceMap:
+    """Maps field paths of one YAML document to 1-based line numbers."""
+
+    def __init__(self, file: str, root: yaml.Node | None):
+        self.file = file
+        self.root = root
+
+    def line(self, path: Path_) -> int | None:
+        """Line of the deepest node along ``path`` that exists (path parts that are not keys are skipped)."""
+        node = self.root
+        if node is None:
+            return None
+        best = node.start_mark.line + 1
+        for part in path:
+            child = _child(node, part)
+            if child is None:
+                continue
+            node = child
+            best = node.start_mark.line + 1
+        return best
+
+    def key_line(self, path: Path_) -> int | None:
+        """Line of the *key* that ends ``path`` (for unknown or duplicate keys)."""
+        parent = self.root
+        for part in path[:-1]:
+            parent = _child(parent, part) if parent is not None else None
+        if isinstance(parent, yaml.MappingNode):
+            for key, _ in parent.value:
+                if key.value == path[-1]:
+                    return key.start_mark.line + 1
+        return self.line(path)
+
+    def error(self, path: Path_, message: str, *, at_key: bool = False) -> SpecError:
+        line = self.key_line(path) if at_key else self.line(path)
+        return SpecError(message, file=self.file, line=line, field=field_name(path))
+
+
+def _child(node: yaml.Node, part: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == str(part):
+                return value
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return node.value[part]
+    return None
+
+
+def _check_duplicate_keys(node: yaml.Node, path: Path_, source: SourceMap) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                raise SpecError(f"duplicate key {key.value!r}", file=source.file,
+                                line=key.start_mark.line + 1, field=field_name(path + (key.value,)))
+            seen.add(key.value)
+            _check_duplicate_keys(value, path + (key.value,), source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _check_duplicate_keys(item, path + (index,), source)
+
+
+def load_yaml(path: str | Path) -> tuple[Any, SourceMap]:
+    """Parse one YAML file; malformed YAML and duplicate keys become a ``SpecError``."""
+    file = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read file: {exc.strerror}", file=file) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise SpecError(f"malformed YAML: {exc.problem or exc.context}", file=file, line=line) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"malformed YAML: {exc}", file=file) from None
+    source = SourceMap(file, root)
+    if root is not None:
+        _check_duplicate_keys(root, (), source)
+    return data, source

@@ -1,0 +1,1 @@
+"""Bounds, solver backends, the II search and the independent verifier."""

@@ -1,0 +1,118 @@
+"""Lower bounds on II with the reason they bind, and the stage bound that makes per-II proofs complete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twill.model.graph import longest_paths
+from twill.model.loop import Loop
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+@dataclass(frozen=True)
+class UnitBound:
+    unit: str
+    usage: int      # unit-cycles per iteration
+    capacity: int
+    ii: int         # ceil(usage / capacity)
+
+    def explain(self) -> str:
+        return f"unit {self.unit}: {self.usage} cycles of work on {self.capacity} instance(s)"
+
+
+@dataclass(frozen=True)
+class RecurrenceBound:
+    ops: tuple[str, ...]  # the cycle, in order
+    delay: int
+    distance: int
+    ii: int               # ceil(delay / distance)
+
+    def explain(self) -> str:
+        path = " -> ".join(self.ops + self.ops[:1])
+        return f"recurrence {path}: delay {self.delay} over distance {self.distance}"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    units: tuple[UnitBound, ...]
+    recurrence: RecurrenceBound | None  # the binding recurrence, None if the loop has none
+
+    @property
+    def res_mii(self) -> int:
+        return max((u.ii for u in self.units), default=0)
+
+    @property
+    def rec_mii(self) -> int:
+        return self.recurrence.ii if self.recurrence else 0
+
+    @property
+    def mii(self) -> int:
+        return max(self.res_mii, self.rec_mii, 1)
+
+    @property
+    def binding_unit(self) -> UnitBound | None:
+        return max(self.units, key=lambda u: u.ii, default=None)
+
+
+def resource_bounds(loop: Loop) -> tuple[UnitBound, ...]:
+    return tuple(UnitBound(unit, loop.usage(unit), cap, ceil_div(loop.usage(unit), cap))
+                 for unit, cap in loop.capacity.items() if cap > 0 and loop.usage(unit) > 0)
+
+
+def positive_cycle(loop: Loop, ii: int) -> list[int] | None:
+    """Edge indices of a cycle with ``sum(delay - ii * distance) > 0``, or None (ii respects every recurrence)."""
+    arcs = [(e.src, e.dst, e.delay - ii * e.distance) for e in loop.edges]
+    return longest_paths(len(loop.ops), arcs)[1]
+
+
+def recurrence_bound(loop: Loop) -> RecurrenceBound | None:
+    """RecMII by binary search on II with Bellman-Ford (no cycle enumeration), and its critical cycle."""
+    if positive_cycle(loop, 0) is None:
+        return None  # no recurrence has positive delay
+    lo, hi = 0, sum(e.delay for e in loop.edges)  # a positive cycle at lo, none at hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if positive_cycle(loop, mid) is None:
+            hi = mid
+        else:
+            lo = mid
+    cycle = [loop.edges[i] for i in positive_cycle(loop, lo)]
+    delay, distance = sum(e.delay for e in cycle), sum(e.distance for e in cycle)
+    return RecurrenceBound(tuple(loop.ops[e.src].name for e in cycle), delay, distance, hi)
+
+
+def compute_bounds(loop: Loop) -> Bounds:
+    return Bounds(resource_bounds(loop), recurrence_bound(loop))
+
+
+def stage_bound(loop: Loop, ii: int) -> int:
+    """Largest stage index an op needs in *some* schedule at ``ii`` if any schedule exists.
+
+    Write t = ii*k + p with slot p in [0, ii). Resources depend on the slots only; given slots, the
+    edges are difference constraints on the stages k with weights at most
+    c(e) = ceil((delay - ii*distance + ii - 1) / ii). The least solution (k >= 0) is a longest path,
+    which runs along a simple path, so k <= the sum of the largest n-1 positive c(e). The least
+    solution also has the smallest starts, so it is as short as any schedule with those slots:
+    bounding stages this way loses no schedule, no minimal length and no minimal stage count.
+    """
+    weights = sorted((max(0, ceil_div(e.delay - ii * e.distance + ii - 1, ii)) for e in loop.edges),
+                     reverse=True)
+    return sum(weights[: max(len(loop.ops) - 1, 0)])
+
+
+def every_ii_cap(loop: Loop) -> int:
+    """An II at which iterations cannot interact, so infeasible there means infeasible for every II.
+
+    Any schedule of one iteration can be compacted (closing idle gaps) until each op starts within
+    the sum of the ops' windows max(duration, out-going delays); beyond that plus the longest
+    duration and delay, neither resources nor loop-carried edges can couple iterations.
+    """
+    window = [op.duration for op in loop.ops]
+    for e in loop.edges:
+        window[e.src] = max(window[e.src], e.delay)
+    longest_duration = max(op.duration for op in loop.ops)
+    longest_delay = max((e.delay for e in loop.edges), default=0)
+    return sum(window) + longest_duration + longest_delay + 1

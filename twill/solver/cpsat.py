@@ -1,0 +1,109 @@
+"""The modulo-scheduling model in OR-Tools CP-SAT.
+
+Per op: slot p in [0, II), stage k in [0, K] and start t = II*k + p (linear, II is a constant).
+Edges are linear. A reservation of c cycles adds floor(c/II) full turns of constant load and an arc
+of c mod II cycles; arcs are laid out on a linear timeline in copies II apart, so that a (cumulative
+or no-overlap) constraint there is exactly the modulo constraint (docs/formulation.md).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ortools.sat.python import cp_model
+
+from twill.model.loop import Loop
+from twill.model.schedule import Schedule
+from twill.solver.backend import Outcome, Query, Settings
+from twill.solver.bounds import stage_bound
+
+STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
+          cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "unknown"}
+
+
+class CpSatBackend:
+    name = "cpsat"
+
+    def __init__(self, settings: Settings = Settings()):
+        self.settings = settings
+
+    def solve(self, loop: Loop, query: Query, seconds: float | None) -> Outcome:
+        ii, stages_max = query.ii, stage_bound(loop, query.ii)
+        model = cp_model.CpModel()
+        slot = [model.new_int_var(0, ii - 1, f"p_{op.name}") for op in loop.ops]
+        stage = [model.new_int_var(0, stages_max, f"k_{op.name}") for op in loop.ops]
+        start = [ii * k + p for k, p in zip(stage, slot)]
+
+        for e in loop.edges:
+            model.add(start[e.dst] - start[e.src] >= e.delay - ii * e.distance)
+        if not add_modulo_resources(model, loop, ii, slot):
+            return Outcome("infeasible", None, None, None, 0.0, stages_max)
+
+        horizon = ii * (stages_max + 1) + max(op.duration for op in loop.ops)
+        length = model.new_int_var(0, horizon, "length")
+        for op, t in zip(loop.ops, start):
+            model.add(length >= t + op.duration)
+        if query.max_length is not None:
+            model.add(length <= query.max_length)
+        stages = model.new_int_var(1, stages_max + 1, "stages")
+        for k in stage:
+            model.add(stages >= k + 1)
+        objective = length if query.objective == "length" else stages
+        model.minimize(objective)
+        if query.hint is not None:
+            for p, k, t in zip(slot, stage, query.hint.starts):
+                model.add_hint(p, t % ii)
+                model.add_hint(k, t // ii)
+
+        solver = cp_model.CpSolver()
+        self._configure(solver.parameters, seconds)
+        began = time.perf_counter()
+        status = STATUS.get(solver.solve(model), "unknown")
+        work = solver.response_proto.deterministic_time if self.settings.deterministic \
+            else time.perf_counter() - began
+        if status in ("infeasible", "unknown"):
+            return Outcome(status, None, None, None, work, stages_max)
+        schedule = Schedule(ii, tuple(solver.value(t) for t in start))
+        return Outcome(status, schedule, int(solver.objective_value),
+                       int(round(solver.best_objective_bound)), work, stages_max)
+
+    def _configure(self, params, seconds: float | None) -> None:
+        params.random_seed = self.settings.seed
+        if self.settings.deterministic:
+            params.num_workers = 1
+            if seconds is not None:
+                params.max_deterministic_time = max(seconds, 0.0)
+        else:
+            params.num_workers = self.settings.workers
+            if seconds is not None:
+                params.max_time_in_seconds = max(seconds, 0.0)
+
+
+def add_modulo_resources(model: cp_model.CpModel, loop: Loop, ii: int, slot) -> bool:
+    """Add one cumulative (or no-overlap) per unit; False if full turns alone overload a unit."""
+    for unit, capacity in loop.capacity.items():
+        intervals, demands, full_turns = [], [], 0
+        for i, op in enumerate(loop.ops):
+            for n, res in enumerate(op.reservations):
+                if res.unit != unit:
+                    continue
+                turns, arc = divmod(res.cycles, ii)
+                full_turns += turns * res.amount
+                if arc == 0:
+                    continue
+                offset = res.offset % ii
+                # Arc start is slot + offset in [0, 2*II); copies II apart cover the window [II, 2*II).
+                for copy in ((0, 1) if offset == 0 else (-1, 0, 1)):
+                    begin = slot[i] + offset + copy * ii
+                    intervals.append(model.new_fixed_size_interval_var(begin, arc, f"{op.name}.{n}.{unit}@{copy}"))
+                    demands.append(res.amount)
+        left = capacity - full_turns
+        if left < 0:
+            return False
+        if not intervals:
+            continue
+        if left == 1 and all(d == 1 for d in demands):
+            model.add_no_overlap(intervals)
+        else:
+            model.add_cumulative(intervals, demands, left)
+    return True

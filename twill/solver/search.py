@@ -1,0 +1,169 @@
+"""Find the smallest II and prove it: bounds below MII, the solver from MII up, then length, then stages."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from twill.model.loop import Loop
+from twill.model.schedule import Schedule
+from twill.solver.backend import Backend, Outcome, Query, Settings
+from twill.solver.bounds import Bounds, compute_bounds, every_ii_cap
+from twill.solver.verify import verify
+
+# Share of the remaining budget one II may use before the sweep moves on (the rest finds a schedule).
+II_SHARE = 0.75
+
+
+@dataclass(frozen=True)
+class ProofStep:
+    ii: int
+    through: int          # the step covers every II in [ii, through]
+    result: str           # "infeasible" | "feasible" | "unknown"
+    by: str               # "res_mii" | "rec_mii" | a backend name
+    detail: str
+
+
+@dataclass(frozen=True)
+class ObjectiveResult:
+    name: str             # "length" | "stages"
+    value: int
+    optimal: bool
+    bound: int            # proven lower bound (== value when optimal)
+
+
+@dataclass
+class SearchResult:
+    loop: Loop
+    bounds: Bounds
+    backend: str
+    schedule: Schedule | None = None
+    lower_bound: int = 1  # every II below this is proven infeasible
+    infeasible: bool = False  # proven: no II works
+    proof: list[ProofStep] = field(default_factory=list)
+    objectives: list[ObjectiveResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def optimal(self) -> bool:
+        return self.schedule is not None and self.schedule.ii == self.lower_bound
+
+    @property
+    def status(self) -> str:
+        if self.schedule is not None:
+            return "optimal" if self.optimal else "feasible"
+        return "infeasible" if self.infeasible else "unknown"
+
+    @property
+    def undecided(self) -> list[int]:
+        return [step.ii for step in self.proof if step.result == "unknown"]
+
+
+class Budget:
+    """Time left for solver calls: wall seconds, or the backends' own work units when deterministic."""
+
+    def __init__(self, seconds: float | None, deterministic: bool):
+        self.limit, self.deterministic = seconds, deterministic
+        self.began, self.used = time.perf_counter(), 0.0
+
+    def charge(self, outcome: Outcome) -> None:
+        self.used += outcome.work
+
+    def remaining(self) -> float | None:
+        if self.limit is None:
+            return None
+        spent = self.used if self.deterministic else time.perf_counter() - self.began
+        return max(self.limit - spent, 0.0)
+
+    def share(self, fraction: float) -> float | None:
+        left = self.remaining()
+        return None if left is None else left * fraction
+
+    @property
+    def exhausted(self) -> bool:
+        left = self.remaining()
+        return left is not None and left <= 0
+
+
+class InternalError(RuntimeError):
+    """A backend returned a schedule the independent verifier rejects: a bug, never bad input."""
+
+
+def checked(loop: Loop, backend: Backend, outcome: Outcome) -> Outcome:
+    if outcome.schedule is not None:
+        violations = verify(loop, outcome.schedule)
+        if violations:
+            raise InternalError(f"{backend.name} returned an invalid schedule: {violations[0].message}")
+    return outcome
+
+
+def bound_steps(bounds: Bounds) -> list[ProofStep]:
+    """Every II below MII is infeasible by the larger of the two bounds."""
+    if bounds.mii <= 1:
+        return []
+    if bounds.rec_mii >= bounds.res_mii:
+        return [ProofStep(1, bounds.mii - 1, "infeasible", "rec_mii", bounds.recurrence.explain())]
+    return [ProofStep(1, bounds.mii - 1, "infeasible", "res_mii", bounds.binding_unit.explain())]
+
+
+def search(loop: Loop, backend: Backend, seconds: float | None = None,
+           settings: Settings = Settings()) -> SearchResult:
+    """Sweep II upward from MII; the first feasible II is optimal when every smaller one is proven infeasible."""
+    budget = Budget(seconds, settings.deterministic)
+    bounds = compute_bounds(loop)
+    result = SearchResult(loop, bounds, backend.name, lower_bound=bounds.mii, proof=bound_steps(bounds))
+    cap, cap_checked = every_ii_cap(loop), False
+    ii, found = bounds.mii, None
+    while found is None and not budget.exhausted:
+        outcome = checked(loop, backend, backend.solve(loop, Query(ii, "length"), budget.share(II_SHARE)))
+        budget.charge(outcome)
+        detail = f"stage bound {outcome.stage_bound}"
+        if outcome.status == "infeasible":
+            result.proof.append(ProofStep(ii, ii, "infeasible", backend.name, detail))
+            if result.lower_bound == ii:
+                result.lower_bound = ii + 1
+            if not cap_checked and ii < cap:
+                cap_checked = True
+                if _infeasible_for_every_ii(loop, backend, budget, cap, result):
+                    break
+            ii += 1
+        elif outcome.status == "unknown":
+            result.proof.append(ProofStep(ii, ii, "unknown", backend.name, detail + "; budget ran out"))
+            ii += 1
+        else:
+            result.proof.append(ProofStep(ii, ii, "feasible", backend.name, detail))
+            found = outcome
+    if found is not None:
+        _optimize_levels(loop, backend, budget, found, result)
+    result.seconds = time.perf_counter() - budget.began
+    return result
+
+
+def _infeasible_for_every_ii(loop: Loop, backend: Backend, budget: Budget, cap: int,
+                             result: SearchResult) -> bool:
+    """At ``cap`` iterations cannot interact: infeasible there proves infeasible for every II."""
+    outcome = checked(loop, backend, backend.solve(loop, Query(cap, "length"), budget.share(II_SHARE)))
+    budget.charge(outcome)
+    if outcome.status != "infeasible":
+        return False
+    result.proof.append(ProofStep(cap, cap, "infeasible", backend.name,
+                                  "iterations cannot overlap at this II: one iteration alone cannot be "
+                                  "scheduled, so every II is infeasible"))
+    result.infeasible = True
+    return True
+
+
+def _optimize_levels(loop: Loop, backend: Backend, budget: Budget, found: Outcome,
+                     result: SearchResult) -> None:
+    """Length was minimized with the II; now fix it and minimize the stage count."""
+    result.objectives.append(ObjectiveResult("length", found.value, found.status == "optimal", found.bound))
+    stages = checked(loop, backend, backend.solve(
+        loop, Query(found.schedule.ii, "stages", max_length=found.value, hint=found.schedule),
+        budget.remaining()))
+    budget.charge(stages)
+    if stages.schedule is None:  # budget ran out before even the hint was confirmed
+        best, bound, optimal = found.schedule, 1, False
+    else:
+        best, bound, optimal = stages.schedule, stages.bound, stages.status == "optimal"
+    result.schedule = best
+    result.objectives.append(ObjectiveResult("stages", best.stages, optimal, bound if not optimal else best.stages))
