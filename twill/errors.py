@@ -15,8 +15,7 @@ class SpecError(Exception):
         self.field = field
 
     def __str__(self) -> str:
-        where = self.file or "<input>"
-        if self.line is not None:
-            where += f":{self.line}"
-        head = f"{where}: {self.field}: " if self.field else f"{where}: "
-        return head + self.message
+        parts = [self.file + (f":{self.line}" if self.line is not None else "")] if self.file else []
+        if self.field:
+            parts.append(self.field)
+        return ": ".join(parts + [self.message])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,10 +31,15 @@ def validate(model: type[M], data: Any, source: SourceMap) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt key shows up as unknown plus missing: report the unknown key, suggest the missing one.
+        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         path = _data_path(data, error["loc"], keep_last=error["type"] in ("missing", "extra_forbidden"))
         if error["type"] == "extra_forbidden":
-            raise source.error(path, "unknown field", at_key=True) from None
+            missing = [e["loc"][-1] for e in errors if e["type"] == "missing" and e["loc"][:-1] == error["loc"][:-1]]
+            close = difflib.get_close_matches(str(path[-1]), [str(m) for m in missing], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise source.error(path, "unknown field" + hint, at_key=True) from None
         if error["type"] == "missing":
             raise source.error(path, "required field is missing") from None
         message = error["msg"].removeprefix("Value error, ")

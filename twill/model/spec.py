@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 NonNegInt = Annotated[int, Field(ge=0, strict=True)]
 PosInt = Annotated[int, Field(ge=1, strict=True)]
 Name = Annotated[str, Field(min_length=1)]
+
+
+def by_shape(value: Any) -> str:
+    """Pick a union member by the YAML shape, so errors come from the member the user meant."""
+    return "mapping" if isinstance(value, dict) else "scalar"
 
 
 class Strict(BaseModel):
@@ -62,7 +67,8 @@ class UnitSpec(Strict):
 class MachineSpec(Strict):
     name: Name | None = None
     description: str | None = None
-    units: dict[Name, NonNegInt | UnitSpec]
+    units: dict[Name, Annotated[Union[Annotated[NonNegInt, Tag("scalar")], Annotated[UnitSpec, Tag("mapping")]],
+                                Discriminator(by_shape)]]
 
     def capacity(self, unit: str) -> int:
         value = self.units[unit]
@@ -71,7 +77,9 @@ class MachineSpec(Strict):
 
 class LoopSpec(Strict):
     name: Name
-    machine: Name | MachineSpec | None = None  # inline machine, or the name/path of a machine file
+    # inline machine, or the name/path of a machine file
+    machine: Annotated[Union[Annotated[Name, Tag("scalar")], Annotated[MachineSpec, Tag("mapping")]],
+                       Discriminator(by_shape)] | None = None
     ops: Annotated[list[OpSpec], Field(min_length=1)]
     edges: list[EdgeSpec] = []
 

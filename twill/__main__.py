@@ -1,0 +1,3 @@
+from twill.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""The ``twill`` command line: thin wrappers that parse, call the library and render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from twill.errors import SpecError
+from twill.model.loader import load_schedule, load_spec
+from twill.model.schedule import Schedule
+from twill.report import render_bounds, render_gap, render_search, render_verdict, search_json
+from twill.solver.backend import Settings
+from twill.solver.backends import BACKENDS, make_backend
+from twill.solver.bounds import compute_bounds
+from twill.solver.search import search
+from twill.solver.verify import verify
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Provably optimal modulo schedules for GPU kernel loops.")
+
+MachineOption = typer.Option(None, "--machine", "-m", help="Machine name (specs/machines) or YAML path; "
+                                                           "overrides the spec's own machine.")
+BackendOption = typer.Option("cpsat", "--backend", "-b", help=f"Solver: {' | '.join(BACKENDS)}.")
+TimeLimitOption = typer.Option(60.0, "--time-limit", "-t", min=0.0,
+                               help="Seconds for the whole search (deterministic seconds with --deterministic).")
+DeterministicOption = typer.Option(False, "--deterministic",
+                                   help="One worker, fixed seed, work-based limits: byte-identical output.")
+JsonOption = typer.Option(None, "--json", help="Write the result as JSON to FILE, or '-' for stdout only.")
+
+
+def fail(error: SpecError) -> None:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(2)
+
+
+def run_search(loop, backend: str, time_limit: float, deterministic: bool):
+    if backend not in BACKENDS:
+        fail(SpecError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})", field="--backend"))
+    settings = Settings(deterministic=deterministic)
+    return search(loop, make_backend(backend, settings), time_limit, settings)
+
+
+def emit_json(data: dict, target: str) -> None:
+    text = json.dumps(data, indent=2) + "\n"
+    if target == "-":
+        typer.echo(text, nl=False)
+    else:
+        try:
+            Path(target).write_text(text)
+        except OSError as exc:
+            fail(SpecError(f"cannot write JSON: {exc.strerror}", file=target, field="--json"))
+
+
+@app.command()
+def check(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Optional[str] = MachineOption):
+    """Validate a spec and print the lower bounds on II and what binds them."""
+    try:
+        loop = load_spec(spec, machine)
+    except SpecError as error:
+        fail(error)
+    typer.echo(render_bounds(loop, compute_bounds(loop)))
+
+
+@app.command()
+def solve(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Optional[str] = MachineOption,
+          backend: str = BackendOption, time_limit: float = TimeLimitOption,
+          deterministic: bool = DeterministicOption, json_out: Optional[str] = JsonOption):
+    """Find the smallest II, prove it optimal, then minimize length and stage count."""
+    try:
+        loop = load_spec(spec, machine)
+    except SpecError as error:
+        fail(error)
+    result = run_search(loop, backend, time_limit, deterministic)
+    show_time = not deterministic
+    if json_out is not None:
+        emit_json(search_json(result, show_time), json_out)
+    if json_out != "-":
+        typer.echo(render_search(result, show_time))
+    raise typer.Exit(0 if result.schedule is not None else 1)
+
+
+@app.command("verify")
+def verify_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
+                   schedule_file: str = typer.Argument(..., metavar="SCHEDULE", help="Schedule (YAML: ii, starts)."),
+                   machine: Optional[str] = MachineOption, backend: str = BackendOption,
+                   time_limit: float = TimeLimitOption, deterministic: bool = DeterministicOption,
+                   json_out: Optional[str] = JsonOption):
+    """Check a hand-written schedule; report the violated constraint or how far it is from optimal."""
+    try:
+        loop = load_spec(spec, machine)
+        given = load_schedule(schedule_file, loop)
+    except SpecError as error:
+        fail(error)
+    schedule = Schedule.from_names(loop, given.ii, given.starts)
+    violations = verify(loop, schedule)
+    result = run_search(loop, backend, time_limit, deterministic)
+    if json_out is not None:
+        emit_json({
+            "schedule": schedule_file, "valid": not violations, "ii": schedule.ii,
+            "violations": [{"constraint": v.constraint, "message": v.message} for v in violations],
+            "length": schedule.length(loop), "stages": schedule.stages,
+            "optimal_ii": result.schedule.ii if result.optimal else None,
+            "gap": schedule.ii - result.schedule.ii if result.optimal else None,
+            "search": search_json(result, not deterministic),
+        }, json_out)
+    if json_out != "-":
+        typer.echo(render_verdict(loop, schedule, violations, schedule_file))
+        typer.echo(render_gap(schedule, result))
+    raise typer.Exit(1 if violations else 0)
+
+
+def main() -> None:
+    app()
