@@ -1,0 +1,120 @@
+"""The II sweep: golden results, what it may claim under a time limit, and infeasible loops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from twill.model.loader import load_spec
+from twill.model.loop import Dependence, Loop, Op, Reservation
+from twill.model.schedule import Schedule
+from twill.solver.backend import Outcome, Query, Settings
+from twill.solver.backends import make_backend
+from twill.solver.bounds import every_ii_cap
+from twill.solver.search import InternalError, search
+from twill.solver.verify import verify
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+DETERMINISTIC = Settings(deterministic=True)
+
+
+def tc(op_name: str, latency: int = 1, cycles: int = 1) -> Op:
+    return Op(op_name, latency, (Reservation("tc", 0, cycles, 1),))
+
+
+@pytest.mark.parametrize("backend", ["cpsat", "z3"])
+def test_paper_running_example(backend):
+    loop = load_spec(SPECS / "kernels" / "fig1-toy.yaml")
+    result = search(loop, make_backend(backend, DETERMINISTIC), 30, DETERMINISTIC)
+    assert result.status == "optimal" and result.optimal
+    assert result.schedule.ii == 2
+    assert [(p.ii, p.through, p.result, p.by) for p in result.proof] == [
+        (1, 1, "infeasible", "res_mii"), (2, 2, "feasible", backend)]
+    assert verify(loop, result.schedule) == []
+    assert [(o.name, o.value, o.optimal) for o in result.objectives] == [("length", 4, True), ("stages", 2, True)]
+    s = dict(zip([op.name for op in loop.ops], result.schedule.starts))
+    assert (s["O"] - s["S"]) % 2 == 1  # O never shares the tensor core slot with S
+
+
+class ScriptedBackend:
+    """Answers each II from a script, to test what the search concludes from each kind of answer."""
+
+    name = "scripted"
+
+    def __init__(self, answers: dict[int, str], schedules: dict[int, Schedule]):
+        self.answers, self.schedules, self.asked = answers, schedules, []
+
+    def solve(self, loop, query: Query, seconds):
+        self.asked.append((query.ii, query.objective))
+        status = self.answers.get(query.ii, "infeasible")
+        schedule = self.schedules.get(query.ii) if status in ("optimal", "feasible") else None
+        value = None if schedule is None else (schedule.length(loop) if query.objective == "length" else schedule.stages)
+        return Outcome(status, schedule, value, value, 0.0, 3)
+
+
+def chain_loop() -> Loop:
+    return Loop("chain", {"tc": 1}, (tc("A"), tc("B")), (Dependence(0, 1, 1, 0),))
+
+
+def test_undecided_ii_is_never_claimed_optimal():
+    loop = chain_loop()  # MII = 2
+    backend = ScriptedBackend({2: "unknown", 3: "optimal"}, {3: Schedule(3, (0, 1))})
+    result = search(loop, backend, None, DETERMINISTIC)
+    assert result.schedule.ii == 3
+    assert not result.optimal and result.status == "feasible"
+    assert result.lower_bound == 2 and result.undecided == [2]
+
+
+def test_proven_infeasible_iis_raise_the_lower_bound():
+    loop = chain_loop()
+    cap = every_ii_cap(loop)
+    backend = ScriptedBackend({2: "infeasible", 3: "optimal", cap: "optimal"},
+                              {3: Schedule(3, (0, 1)), cap: Schedule(cap, (0, 1))})
+    result = search(loop, backend, None, DETERMINISTIC)
+    assert result.optimal and result.schedule.ii == 3 and result.lower_bound == 3
+    # After the first infeasible II the search checks the every-II cap once, then resumes the sweep.
+    assert [ii for ii, objective in backend.asked if objective == "length"] == [2, cap, 3]
+
+
+def test_exhausted_budget_reports_unknown_with_the_bound():
+    result = search(chain_loop(), make_backend("cpsat", DETERMINISTIC), 0.0, DETERMINISTIC)
+    assert result.status == "unknown" and result.schedule is None and result.lower_bound == 2
+
+
+def test_a_backend_returning_an_invalid_schedule_is_caught():
+    bad = ScriptedBackend({2: "optimal"}, {2: Schedule(2, (0, 0))})  # A and B collide on tc, B too early
+    with pytest.raises(InternalError, match="invalid schedule"):
+        search(chain_loop(), bad, None, DETERMINISTIC)
+
+
+@pytest.mark.parametrize("backend", ["cpsat", "z3"])
+def test_infeasible_for_every_ii(backend):
+    # A and B must start together (zero-delay cycle) yet share a unit with one instance.
+    loop = Loop("locked", {"tc": 1}, (tc("A", 0), tc("B", 0)),
+                (Dependence(0, 1, 0, 0), Dependence(1, 0, 0, 0)))
+    result = search(loop, make_backend(backend, DETERMINISTIC), 30, DETERMINISTIC)
+    assert result.status == "infeasible" and result.schedule is None
+    assert result.proof[-1].result == "infeasible" and "every II" in result.proof[-1].detail
+
+
+@pytest.mark.parametrize("backend", ["cpsat", "z3"])
+def test_mii_infeasible_needs_the_solver(backend):
+    """MII = 4 by resources, yet no II-4 packing exists: X holds tc at +0 and +2, leaving two slots
+    two apart, while Y needs two adjacent slots (+0, +1). The solver must prove II 4 infeasible."""
+    x = Op("X", 1, (Reservation("tc", 0, 1, 1), Reservation("tc", 2, 1, 1)))
+    y = Op("Y", 1, (Reservation("tc", 0, 2, 1),))
+    loop = Loop("packing", {"tc": 1}, (x, y), ())
+    result = search(loop, make_backend(backend, DETERMINISTIC), 30, DETERMINISTIC)
+    assert result.bounds.mii == 4
+    assert [(p.ii, p.result) for p in result.proof][1:] == [(4, "infeasible"), (5, "feasible")]
+    assert result.schedule.ii == 5 and result.optimal
+    assert verify(loop, result.schedule) == []
+
+
+def test_shipped_machines_cite_a_source_for_every_unit():
+    from twill.model.loader import load_machine
+    for name in ("h100", "b200"):
+        machine = load_machine(name)
+        for unit, spec in machine.units.items():
+            assert not isinstance(spec, int) and spec.source and len(spec.source) > 40, (name, unit)
