@@ -1,0 +1,1 @@
+"""Loop specs, machines and schedules: loading, validation and the normalized problem."""
