@@ -24,18 +24,18 @@ def run(*args: str):
 
 def test_check_prints_the_bounds_and_what_binds_them():
     out = run("check", TOY).stdout
-    assert "ResMII     2  unit tc: 2 cycles of work on 1 instance(s)" in out
-    assert "RecMII     1  recurrence O -> O: delay 1 over distance 1" in out
-    assert "MII        2" in out
+    assert "ResMII  2  unit tc: 2 cycles of work on 1 instance(s)" in out
+    assert "RecMII  1  recurrence O -> O: delay 1 over distance 1" in out
+    assert "MII     2" in out
 
 
 GOLDEN_TOY = """\
 fig1-toy: II = 2, optimal (cpsat)
 
-fig1-toy:  4 ops, 3 edges; units tc=1 sfu=1
-ResMII     2  unit tc: 2 cycles of work on 1 instance(s)  (per unit: tc 2/1 -> 2, sfu 1/1 -> 1)
-RecMII     1  recurrence O -> O: delay 1 over distance 1
-MII        2
+fig1-toy: 4 ops, 3 edges; units tc=1 sfu=1
+ResMII  2  unit tc: 2 cycles of work on 1 instance(s)  (per unit: tc 2/1 -> 2, sfu 1/1 -> 1)
+RecMII  1  recurrence O -> O: delay 1 over distance 1
+MII     2
 
 proof
   II 1  infeasible  res_mii  unit tc: 2 cycles of work on 1 instance(s)

@@ -24,8 +24,7 @@ def render_bounds(loop: Loop, bounds: Bounds) -> str:
     binding = bounds.binding_unit.explain() if bounds.binding_unit else "no op uses a unit"
     recurrence = bounds.recurrence.explain() if bounds.recurrence else "no recurrence with positive delay"
     units = " ".join(f"{unit}={cap}" for unit, cap in loop.capacity.items())
-    return columns([
-        [f"{loop.name}:", f"{len(loop.ops)} ops, {len(loop.edges)} edges; units {units}"],
+    return f"{loop.name}: {len(loop.ops)} ops, {len(loop.edges)} edges; units {units}\n" + columns([
         ["ResMII", f"{bounds.res_mii}  {binding}  (per unit: {per_unit})"],
         ["RecMII", f"{bounds.rec_mii}  {recurrence}"],
         ["MII", str(bounds.mii)],
