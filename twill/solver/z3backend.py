@@ -1,0 +1,179 @@
+"""The modulo-scheduling model in Z3, linear only (QF_LIA: no mod or div in any formula).
+
+Per op: slot p in [0, II), stage k in [0, K] and start t = II*k + p (linear, II is a constant).
+Edges are linear. A reservation of c cycles adds floor(c/II) full turns of constant load to every
+slot (taken off the capacity) and an arc of c mod II cycles starting at slot s, where s = p + o or
+s = p + o - II with o = offset mod II (a disjunction, s in [0, II)). The load on the circle of slots
+is largest at some arc start, so per unit it suffices that at the start of every arc, that arc plus
+the other arcs covering the start fit in the capacity left. The objective is minimized by binary
+search between a proven lower bound and the best schedule found, one bound at a time under push/pop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import z3
+
+from twill.model.loop import Loop
+from twill.model.schedule import Schedule
+from twill.solver.backend import Outcome, Query, Settings
+from twill.solver.bounds import stage_bound
+
+# Z3 resource units ("rlimit count") per deterministic second. Measured on the development machine
+# (2 cores, z3 5.4.1) by solving 60 random loops of 10 to 40 ops with the deterministic Z3Backend at
+# several IIs each and no limit, dividing the total "rlimit count" consumed by the total wall seconds
+# (per-loop ratios ranged ~2.5e6 to ~6e6); rounded, so one deterministic second is about one wall
+# second there.
+RLIMIT_PER_SECOND = 4_000_000
+
+
+@dataclass(frozen=True)
+class Arc:
+    """The part of a reservation that does not fill whole turns: ``cycles`` slots from ``start``."""
+
+    start: z3.ArithRef
+    cycles: int   # in [1, II)
+    amount: int
+
+
+class Z3Backend:
+    name = "z3"
+
+    def __init__(self, settings: Settings = Settings()):
+        self.settings = settings
+
+    def solve(self, loop: Loop, query: Query, seconds: float | None) -> Outcome:
+        ii, stages_max = query.ii, stage_bound(loop, query.ii)
+        ctx = z3.Context()
+        solver = z3.Solver(ctx=ctx)
+        solver.set("random_seed", self.settings.seed)
+        meter = Meter(solver, seconds, self.settings.deterministic)
+        slot = [z3.Int(f"p_{op.name}", ctx) for op in loop.ops]
+        stage = [z3.Int(f"k_{op.name}", ctx) for op in loop.ops]
+        start = [ii * k + p for k, p in zip(stage, slot)]
+        for p, k in zip(slot, stage):
+            solver.add(0 <= p, p < ii, 0 <= k, k <= stages_max)
+
+        add_edges(solver, loop, ii, start)
+        if not add_modulo_resources(solver, loop, ii, slot):
+            return Outcome("infeasible", None, None, None, meter.used(), stages_max)
+        if query.max_length is not None:
+            solver.add(length_at_most(loop, start, query.max_length))
+
+        def read(model: z3.ModelRef) -> Schedule:
+            return Schedule(ii, tuple(model.eval(t, model_completion=True).as_long() for t in start))
+
+        def value(schedule: Schedule) -> int:
+            return schedule.length(loop) if query.objective == "length" else schedule.stages
+
+        def at_most(bound: int) -> list[z3.BoolRef]:
+            if query.objective == "length":
+                return length_at_most(loop, start, bound)
+            return [k + 1 <= bound for k in stage]
+
+        best = query.hint
+        if best is None:
+            result = meter.check()
+            if result != z3.sat:
+                status = "infeasible" if result == z3.unsat else "unknown"
+                return Outcome(status, None, None, None, meter.used(), stages_max)
+            best = read(solver.model())
+        lower = trivial_lower_bound(loop, query)
+        while lower < value(best):
+            middle = (lower + value(best)) // 2
+            solver.push()
+            solver.add(at_most(middle))
+            result = meter.check()
+            if result == z3.sat:
+                best = read(solver.model())
+            elif result == z3.unsat:
+                lower = middle + 1
+            solver.pop()
+            if result == z3.unknown:
+                break
+        status = "optimal" if lower == value(best) else "feasible"
+        return Outcome(status, best, value(best), lower, meter.used(), stages_max)
+
+
+class Meter:
+    """This call's budget: wall seconds, or Z3 resource units (rlimit) in deterministic mode."""
+
+    def __init__(self, solver: z3.Solver, seconds: float | None, deterministic: bool):
+        self.solver, self.seconds, self.deterministic = solver, seconds, deterministic
+        self.began, self.first = time.perf_counter(), rlimit_count(solver)
+
+    def used(self) -> float:
+        if self.deterministic:
+            return (rlimit_count(self.solver) - self.first) / RLIMIT_PER_SECOND
+        return time.perf_counter() - self.began
+
+    def check(self) -> z3.CheckSatResult:
+        """One check limited to what is left (per-check limits); unknown without a check if nothing is."""
+        if self.seconds is not None:
+            left = self.seconds - self.used()
+            # Both limits count from the start of the check; 0 would mean no limit to Z3.
+            limit = int(left * (RLIMIT_PER_SECOND if self.deterministic else 1000))
+            if limit < 1:
+                return z3.unknown
+            self.solver.set("rlimit" if self.deterministic else "timeout", limit)
+        return self.solver.check()
+
+
+def rlimit_count(solver: z3.Solver) -> int:
+    statistics = solver.statistics()
+    return statistics.get_key_value("rlimit count") if "rlimit count" in statistics.keys() else 0
+
+
+def trivial_lower_bound(loop: Loop, query: Query) -> int:
+    """Every op starts at t >= 0, so the length is at least the longest duration; there is one stage."""
+    return max(op.duration for op in loop.ops) if query.objective == "length" else 1
+
+
+def length_at_most(loop: Loop, start: list[z3.ArithRef], bound: int) -> list[z3.BoolRef]:
+    return [t + op.duration <= bound for op, t in zip(loop.ops, start)]
+
+
+def add_edges(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef]) -> None:
+    for e in loop.edges:
+        solver.add(start[e.dst] - start[e.src] >= e.delay - ii * e.distance)
+
+
+def add_modulo_resources(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef]) -> bool:
+    """Per unit, bound the load at every arc start; False if full turns alone overload a unit."""
+    for unit, capacity in loop.capacity.items():
+        arcs, full_turns = [], 0
+        for i, op in enumerate(loop.ops):
+            for n, res in enumerate(op.reservations):
+                if res.unit != unit:
+                    continue
+                turns, cycles = divmod(res.cycles, ii)
+                full_turns += turns * res.amount
+                if cycles:
+                    begin = arc_start(solver, slot[i], res.offset % ii, ii, f"s_{op.name}.{n}.{unit}")
+                    arcs.append(Arc(begin, cycles, res.amount))
+        left = capacity - full_turns
+        if left < 0:
+            return False
+        for arc in arcs:
+            ctx = arc.start.ctx
+            load = [z3.IntVal(arc.amount, ctx)] + [z3.If(covers(other, arc.start, ii), other.amount, 0)
+                                                  for other in arcs if other is not arc]
+            solver.add(z3.Sum(load) <= left)
+    return True
+
+
+def arc_start(solver: z3.Solver, slot: z3.ArithRef, offset: int, ii: int, name: str) -> z3.ArithRef:
+    """The slot p + offset brought into [0, II); both are below II, so it wraps at most once."""
+    if offset == 0:
+        return slot
+    begin = z3.Int(name, slot.ctx)
+    solver.add(0 <= begin, begin < ii, z3.Or(begin == slot + offset, begin == slot + offset - ii))
+    return begin
+
+
+def covers(arc: Arc, x: z3.ArithRef, ii: int) -> z3.BoolRef:
+    """Slot ``x`` lies on ``arc``, going round the end of the II if the arc does."""
+    d = x - arc.start
+    return z3.Or(z3.And(0 <= d, d < arc.cycles), z3.And(d < 0, d + ii < arc.cycles))
