@@ -46,12 +46,6 @@ class Loop:
     ops: tuple[Op, ...]
     edges: tuple[Dependence, ...]
 
-    def index(self, name: str) -> int:
-        for i, op in enumerate(self.ops):
-            if op.name == name:
-                return i
-        raise KeyError(name)
-
     def usage(self, unit: str) -> int:
         """Unit-cycles one iteration needs on ``unit``."""
         return sum(r.cycles * r.amount for op in self.ops for r in op.reservations if r.unit == unit)
