@@ -10,6 +10,7 @@ import z3
 from twill.model.loader import load_spec
 from twill.model.loop import Dependence, Loop, Op, Reservation
 from twill.model.schedule import Schedule
+from twill.solver import z3backend
 from twill.solver.backend import Query, Settings
 from twill.solver.cpsat import CpSatBackend
 from twill.solver.z3backend import Z3Backend, add_modulo_resources
@@ -121,12 +122,30 @@ def test_deterministic_runs_repeat_exactly():
 def test_no_budget_is_unknown_never_infeasible():
     loop = capacity_two()
     outcome = Z3Backend(DETERMINISTIC).solve(loop, Query(6, "length"), 0.0)
-    assert (outcome.status, outcome.schedule, outcome.bound) == ("unknown", None, None)
-    found = Z3Backend(DETERMINISTIC).solve(loop, Query(6, "length"), SECONDS).schedule
-    hinted = Schedule(6, tuple(t + 6 for t in found.starts))  # one stage later: valid, not optimal
-    outcome = Z3Backend(DETERMINISTIC).solve(loop, Query(6, "stages", hint=hinted), 0.0)
-    assert (outcome.status, outcome.schedule, outcome.value) == ("feasible", hinted, hinted.stages)
-    assert hinted.stages == 2 and outcome.bound == 1
+    assert (outcome.status, outcome.schedule, outcome.value, outcome.bound) == ("unknown", None, None, None)
+
+
+def test_no_budget_returns_the_hint_with_the_cheap_bound():
+    loop, hint = fig1_toy(), Schedule(2, (0, 1, 3, 0))  # optimal length 4; ASAP only proves 3
+    outcome = Z3Backend(DETERMINISTIC).solve(loop, Query(2, "length", hint=hint), 0.0)
+    assert (outcome.status, outcome.schedule, outcome.value, outcome.bound) == ("feasible", hint, 4, 3)
+
+
+def test_schedules_are_read_with_the_least_stages_for_their_slots():
+    loop = fig1_toy()
+    late = Schedule(2, (4, 5, 7, 10))  # the hint's slots, a few stages later
+    outcome = Z3Backend(DETERMINISTIC).solve(loop, Query(2, "stages", hint=late), 0.0)
+    assert outcome.schedule == Schedule(2, (0, 1, 3, 0)) and outcome.status == "optimal"
+
+
+def test_a_budget_beyond_one_z3_limit_runs_as_several_checks(monkeypatch):
+    loop, query = long_reservations(), Query(4, "length")  # its one check needs about 5000 units
+    monkeypatch.setattr(z3backend, "LIMIT_MAX", 1000)
+    outcome = Z3Backend(DETERMINISTIC).solve(loop, query, 0.001)
+    assert outcome.status == "unknown" and outcome.work >= 0.001  # spent it all, not one limit's worth
+    monkeypatch.setattr(z3backend, "LIMIT_MAX", 20000)
+    outcome = Z3Backend(DETERMINISTIC).solve(loop, query, SECONDS)
+    assert (outcome.status, outcome.value) == ("optimal", 12)
 
 
 def test_resource_formulas_are_linear():

@@ -6,7 +6,8 @@ slot (taken off the capacity) and an arc of c mod II cycles starting at slot s, 
 s = p + o - II with o = offset mod II (a disjunction, s in [0, II)). The load on the circle of slots
 is largest at some arc start, so per unit it suffices that at the start of every arc, that arc plus
 the other arcs covering the start fit in the capacity left. The objective is minimized by binary
-search between a proven lower bound and the best schedule found, one bound at a time under push/pop.
+search between a proven lower bound and the best schedule found, one bound at a time under push/pop;
+each model is read with the least stages its slots allow (a longest path, no solver).
 """
 
 from __future__ import annotations
@@ -16,17 +17,28 @@ from dataclasses import dataclass
 
 import z3
 
+from twill.model.graph import longest_paths
 from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 from twill.solver.backend import Outcome, Query, Settings
-from twill.solver.bounds import stage_bound
+from twill.solver.bounds import ceil_div, resource_bounds, stage_bound
 
-# Z3 resource units ("rlimit count") per deterministic second. Measured on the development machine
-# (2 cores, z3 5.4.1) by solving 60 random loops of 10 to 40 ops with the deterministic Z3Backend at
-# several IIs each and no limit, dividing the total "rlimit count" consumed by the total wall seconds
-# (per-loop ratios ranged ~2.5e6 to ~6e6); rounded, so one deterministic second is about one wall
-# second there.
-RLIMIT_PER_SECOND = 4_000_000
+# Z3 resource units ("rlimit count") per deterministic second, so that one is about one wall second.
+# Measured with the TUNING below on a 2-core x86 machine (z3 5.4.1, one other busy process): random
+# loops of 10-40 ops on 3 units solved by the deterministic Z3Backend; per solve, the units it
+# reported divided by its wall time. 160 solves (40 loops, II = MII and MII+2, both objectives, 5 s
+# each): 6.08e9 units in 310 s; 8 hard 30- and 40-op loops at MII, 30 s each: 4.60e9 units in 155 s.
+# Pooled: 10.7e9 units / 465 s = 23e6. The rate grows with the length of a check and varies by loop:
+# per solve, 10% to 90% of the ratios lie in 7e6 to 30e6.
+RLIMIT_PER_SECOND = 23_000_000
+
+# Z3's "rlimit" and "timeout" are 32-bit counts from the start of each check; larger values wrap.
+LIMIT_MAX = 2**32 - 1
+
+# The older arithmetic solver and no relevancy filtering, measured on random 20- to 40-op loops:
+# six at MII+1 with 30 s each took 29 s in all instead of 106 s (all six optimal instead of five);
+# seven at MII+2 with 20 s each found a schedule for all seven instead of five, shorter ones too.
+TUNING = {"smt.arith.solver": 2, "smt.relevancy": 0}
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,8 @@ class Z3Backend:
         ctx = z3.Context()
         solver = z3.Solver(ctx=ctx)
         solver.set("random_seed", self.settings.seed)
+        for key, setting in TUNING.items():
+            solver.set(key, setting)
         meter = Meter(solver, seconds, self.settings.deterministic)
         slot = [z3.Int(f"p_{op.name}", ctx) for op in loop.ops]
         stage = [z3.Int(f"k_{op.name}", ctx) for op in loop.ops]
@@ -63,7 +77,7 @@ class Z3Backend:
             solver.add(length_at_most(loop, start, query.max_length))
 
         def read(model: z3.ModelRef) -> Schedule:
-            return Schedule(ii, tuple(model.eval(t, model_completion=True).as_long() for t in start))
+            return earliest(loop, ii, [model.eval(p, model_completion=True).as_long() for p in slot])
 
         def value(schedule: Schedule) -> int:
             return schedule.length(loop) if query.objective == "length" else schedule.stages
@@ -73,14 +87,15 @@ class Z3Backend:
                 return length_at_most(loop, start, bound)
             return [k + 1 <= bound for k in stage]
 
-        best = query.hint
-        if best is None:
+        if query.hint is not None:
+            best = earliest(loop, ii, [query.hint.slot(i) for i in range(len(loop.ops))])
+        else:
             result = meter.check()
             if result != z3.sat:
                 status = "infeasible" if result == z3.unsat else "unknown"
                 return Outcome(status, None, None, None, meter.used(), stages_max)
             best = read(solver.model())
-        lower = trivial_lower_bound(loop, query)
+        lower = lower_bound(loop, ii, query.objective)
         while lower < value(best):
             middle = (lower + value(best)) // 2
             solver.push()
@@ -110,15 +125,19 @@ class Meter:
         return time.perf_counter() - self.began
 
     def check(self) -> z3.CheckSatResult:
-        """One check limited to what is left (per-check limits); unknown without a check if nothing is."""
-        if self.seconds is not None:
+        """A check limited to what is left, run as several if that exceeds what one Z3 limit holds;
+        unknown without a check if nothing is left."""
+        if self.seconds is None:
+            return self.solver.check()
+        while True:
             left = self.seconds - self.used()
-            # Both limits count from the start of the check; 0 would mean no limit to Z3.
             limit = int(left * (RLIMIT_PER_SECOND if self.deterministic else 1000))
-            if limit < 1:
+            if limit < 1:  # 0 would mean no limit to Z3
                 return z3.unknown
-            self.solver.set("rlimit" if self.deterministic else "timeout", limit)
-        return self.solver.check()
+            self.solver.set("rlimit" if self.deterministic else "timeout", min(limit, LIMIT_MAX))
+            result = self.solver.check()
+            if result != z3.unknown or limit <= LIMIT_MAX:
+                return result
 
 
 def rlimit_count(solver: z3.Solver) -> int:
@@ -126,9 +145,27 @@ def rlimit_count(solver: z3.Solver) -> int:
     return statistics.get_key_value("rlimit count") if "rlimit count" in statistics.keys() else 0
 
 
-def trivial_lower_bound(loop: Loop, query: Query) -> int:
-    """Every op starts at t >= 0, so the length is at least the longest duration; there is one stage."""
-    return max(op.duration for op in loop.ops) if query.objective == "length" else 1
+def earliest(loop: Loop, ii: int, slots: list[int]) -> Schedule:
+    """The schedule with these slots and the least stages, by a longest path on the edges' stage
+    differences; no start is later than in any schedule with these slots, so neither is the length
+    nor the stage count (bounds.stage_bound argues the same)."""
+    arcs = [(e.src, e.dst, ceil_div(e.delay - ii * e.distance - slots[e.dst] + slots[e.src], ii))
+            for e in loop.edges]
+    stages = longest_paths(len(loop.ops), arcs)[0]
+    return Schedule(ii, tuple(ii * k + p for k, p in zip(stages, slots)))
+
+
+def lower_bound(loop: Loop, ii: int, objective: str) -> int:
+    """Cheap proven bounds, valid once some schedule exists (so no edge cycle is positive at ``ii``).
+
+    Every start is at least its longest path from 0 over the edges (ASAP). One iteration alone holds
+    at any cycle no more of a unit than the slot it maps to, so it respects each capacity on the plain
+    timeline, and all its reservations lie in [0, length): length >= ceil(usage / capacity).
+    """
+    asap = longest_paths(len(loop.ops), [(e.src, e.dst, e.delay - ii * e.distance) for e in loop.edges])[0]
+    if objective == "stages":
+        return max(asap) // ii + 1
+    return max([t + op.duration for t, op in zip(asap, loop.ops)] + [unit.ii for unit in resource_bounds(loop)])
 
 
 def length_at_most(loop: Loop, start: list[z3.ArithRef], bound: int) -> list[z3.BoolRef]:
