@@ -37,10 +37,12 @@ def fail(error: SpecError) -> None:
 
 
 def run_search(loop, backend: str, time_limit: float, deterministic: bool):
-    if backend not in BACKENDS:
-        fail(SpecError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})", field="--backend"))
     settings = Settings(deterministic=deterministic)
-    return search(loop, make_backend(backend, settings), time_limit, settings)
+    try:
+        solver = make_backend(backend, settings)
+    except ValueError as error:
+        fail(SpecError(str(error), field="--backend"))
+    return search(loop, solver, time_limit, settings)
 
 
 def emit_json(data: dict, target: str) -> None:

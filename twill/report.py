@@ -101,7 +101,6 @@ def render_search(result: SearchResult, show_time: bool = True) -> str:
 def search_json(result: SearchResult, show_time: bool = True) -> dict[str, Any]:
     """The stable JSON contract (keys are only ever added, never renamed)."""
     loop, bounds, s = result.loop, result.bounds, result.schedule
-    objective = {o.name: o for o in result.objectives}
     return {
         "name": loop.name,
         "status": result.status,
@@ -120,8 +119,8 @@ def search_json(result: SearchResult, show_time: bool = True) -> dict[str, Any]:
         "backend": result.backend,
         "lower_bound": result.lower_bound,
         "undecided": result.undecided,
-        "objectives": {name: {"value": o.value, "optimal": o.optimal, "bound": o.bound}
-                       for name, o in objective.items()},
+        "objectives": {o.name: {"value": o.value, "optimal": o.optimal, "bound": o.bound}
+                       for o in result.objectives},
         "res_mii_unit": bounds.binding_unit.unit if bounds.binding_unit and bounds.res_mii else None,
         "rec_mii_cycle": list(bounds.recurrence.ops) if bounds.recurrence else None,
     }

@@ -95,15 +95,18 @@ def load_yaml(path: str | Path) -> tuple[Any, SourceMap]:
         text = Path(path).read_text()
     except OSError as exc:
         raise SpecError(f"cannot read file: {exc.strerror}", file=file) from None
+    loader = yaml.SafeLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise SpecError(f"malformed YAML: {exc.problem or exc.context}", file=file, line=line) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"malformed YAML: {exc}", file=file) from None
+    finally:
+        loader.dispose()
     source = SourceMap(file, root)
     if root is not None:
         _check_duplicate_keys(root, (), source)

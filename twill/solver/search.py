@@ -166,4 +166,4 @@ def _optimize_levels(loop: Loop, backend: Backend, budget: Budget, found: Outcom
     else:
         best, bound, optimal = stages.schedule, stages.bound, stages.status == "optimal"
     result.schedule = best
-    result.objectives.append(ObjectiveResult("stages", best.stages, optimal, bound if not optimal else best.stages))
+    result.objectives.append(ObjectiveResult("stages", best.stages, optimal, bound))
