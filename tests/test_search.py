@@ -8,6 +8,7 @@ import pytest
 
 from twill.model.loader import load_spec
 from twill.model.loop import Dependence, Loop, Op, Reservation
+from twill.model.objectives import objective_value
 from twill.model.schedule import Schedule
 from twill.solver.backend import Outcome, Query, Settings
 from twill.solver.backends import make_backend
@@ -49,7 +50,7 @@ class ScriptedBackend:
         self.asked.append((query.ii, query.objective))
         status = self.answers.get(query.ii, "infeasible")
         schedule = self.schedules.get(query.ii) if status in ("optimal", "feasible") else None
-        value = None if schedule is None else (schedule.length(loop) if query.objective == "length" else schedule.stages)
+        value = None if schedule is None else objective_value(loop, schedule, query.objective)
         return Outcome(status, schedule, value, value, 0.0, 3)
 
 

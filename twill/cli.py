@@ -96,7 +96,7 @@ def verify_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
         given = load_schedule(schedule_file, loop)
     except SpecError as error:
         fail(error)
-    schedule = Schedule.from_names(loop, given.ii, given.starts)
+    schedule = Schedule.from_names(loop, given.ii, given.starts, given.roles)
     violations = verify(loop, schedule)
     result = run_search(loop, backend, time_limit, deterministic)
     if json_out is not None:

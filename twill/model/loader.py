@@ -10,8 +10,8 @@ from pydantic import BaseModel, ValidationError
 
 from twill.errors import SpecError
 from twill.model.graph import longest_paths
-from twill.model.loop import Dependence, Loop, Op, Reservation
-from twill.model.spec import LoopSpec, MachineSpec, ScheduleSpec
+from twill.model.loop import Dependence, Loop, Op, Reservation, Warps
+from twill.model.spec import LoopSpec, MachineSpec, OpSpec, ScheduleSpec
 from twill.model.yamlsource import SourceMap, load_yaml
 
 M = TypeVar("M", bound=BaseModel)
@@ -80,10 +80,12 @@ def load_machine(name_or_path: str, *, referenced_from: SourceMap | None = None,
     return validate(MachineSpec, data, source)
 
 
-def load_spec(path: str | Path, machine: str | None = None) -> Loop:
-    """Read a loop spec; ``machine`` (a name or path) overrides the spec's own ``machine:``."""
+def load_spec(path: str | Path, machine: str | None = None, **overrides: Any) -> Loop:
+    """Read a loop spec; ``machine`` (a name or path) overrides the spec's own ``machine:``, and
+    ``overrides`` (subtile, cross_role, max_warps; None: keep) override the spec's fields."""
     data, source = load_yaml(path)
     spec = validate(LoopSpec, data, source)
+    spec = spec.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     if machine is not None:
         machine_spec = load_machine(machine)
     elif isinstance(spec.machine, str):
@@ -96,9 +98,10 @@ def load_spec(path: str | Path, machine: str | None = None) -> Loop:
 
 
 def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
-    """Resolve names and defaults, and reject what no schedule can satisfy."""
+    """Resolve names and defaults, sub-tile, and reject what no schedule can satisfy."""
     index: dict[str, int] = {}
     ops = []
+    warps = _warps(spec, machine, source)
     for i, op in enumerate(spec.ops):
         if op.name in index:
             raise source.error(("ops", i, "name"), f"duplicate op name {op.name!r}")
@@ -115,7 +118,10 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
                 raise source.error(field, f"needs {res.amount} instances of unit {res.unit!r}, "
                                           f"the machine has {capacity}")
             table.append(Reservation(res.unit, res.offset, res.cycles, res.amount))
-        ops.append(Op(op.name, op.latency, tuple(table)))
+        if warps is not None:
+            _check_joint_op(op, ("ops", i), warps, source)
+        ops.append(Op(op.name, op.latency, tuple(table), op.issue, op.warps, op.variable_latency,
+                      op.registers, op.smem, op.tmem, op.depth))
 
     edges = []
     for j, edge in enumerate(spec.edges):
@@ -124,18 +130,89 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
                 raise source.error(("edges", j, end), f"unknown op {getattr(edge, end)!r}")
         src, dst = index[edge.src], index[edge.dst]
         delay = ops[src].latency if edge.delay is None else edge.delay
-        edges.append(Dependence(src, dst, delay, edge.distance))
+        edges.append(Dependence(src, dst, delay, edge.distance, edge.blocking, edge.barrier))
+    edge_fields = [("edges", j) for j in range(len(edges))]
+    if spec.subtile > 1:
+        ops, edges, edge_fields = subtile(ops, edges, [op.subtile for op in spec.ops], spec.subtile)
 
     # A cycle of same-iteration dependences with positive total delay can never be scheduled.
     same_iteration = [(j, e) for j, e in enumerate(edges) if e.distance == 0]
     _, cycle = longest_paths(len(ops), [(e.src, e.dst, e.delay) for _, e in same_iteration])
     if cycle is not None:
         names = " -> ".join([ops[same_iteration[k][1].src].name for k in cycle] + [ops[same_iteration[cycle[0]][1].src].name])
-        raise source.error(("edges", same_iteration[cycle[0]][0]),
+        raise source.error(edge_fields[same_iteration[cycle[0]][0]],
                            f"dependence cycle {names} has distance 0 and positive delay: "
                            "infeasible for every II")
     capacity = {unit: machine.capacity(unit) for unit in machine.units}
-    return Loop(spec.name, capacity, tuple(ops), tuple(edges))
+    return Loop(spec.name, capacity, tuple(ops), tuple(edges), warps)
+
+
+def _warps(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Warps | None:
+    """The joint problem's resources, or None when the machine describes no warps."""
+    w = machine.warps
+    if w is None:
+        return None
+    field = ("machine",)
+    missing = [s for s in ("registers", "handoff") if getattr(machine, s) is None]
+    if missing:
+        raise source.error(field, f"the machine has `warps` but no `{missing[0]}` section")
+    if spec.max_warps is not None and spec.max_warps > w.max:
+        raise source.error(("max_warps",), f"{spec.max_warps} warps, the machine allows {w.max}")
+    regs, handoff = machine.registers, machine.handoff
+    memory = {name: m.capacity for name, m in machine.memories.items()}
+    return Warps(spec.max_warps or w.max, w.warpgroup, regs.file, regs.per_thread, tuple(regs.setmaxnreg),
+                 regs.overhead, memory.get("smem", 0), memory.get("tmem", 0), handoff.mbarrier, handoff.named,
+                 handoff.transfer_base, handoff.transfer_per_kb, spec.cross_role)
+
+
+def _check_joint_op(op: OpSpec, at: tuple, warps: Warps, source: SourceMap) -> None:
+    """Reject an op that fits no role or no memory on its own."""
+    if op.warps not in (1, warps.warpgroup):
+        raise source.error(at + ("warps",), f"an op is issued by 1 warp or a warpgroup of {warps.warpgroup}, "
+                                            f"got {op.warps}")
+    if op.warps > warps.max_warps:
+        raise source.error(at + ("warps",), f"needs {op.warps} warps, at most {warps.max_warps} exist")
+    if warps.overhead + op.registers > warps.max_registers:
+        raise source.error(at + ("registers",), f"{op.registers} registers plus the per-role overhead "
+                                                f"{warps.overhead} exceed {warps.max_registers} per thread")
+    for memory in ("smem", "tmem"):
+        need, capacity = getattr(op, memory), getattr(warps, memory)
+        if need > capacity:
+            raise source.error(at + (memory,), f"needs {need} of {memory}, the machine has {capacity}")
+
+
+def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int):
+    """Split every marked op into ``n`` sub-ops with costs and footprints divided by ``n`` (rounded up).
+
+    Edges between two split ops join sub-op j to sub-op j; an edge between a split op and an
+    unsplit one joins every sub-op (the unsplit op is a common input or a common consumer).
+    Returns the new ops, edges and, per new edge, the spec field of the edge it came from.
+    """
+    def part(x: int | None) -> int | None:
+        return None if x is None else -(-x // n)
+
+    new_ops, copies = [], []
+    for op, split in zip(ops, marked):
+        if not split:
+            copies.append([len(new_ops)])
+            new_ops.append(op)
+            continue
+        table = tuple(Reservation(r.unit, part(r.offset), part(r.cycles), r.amount) for r in op.reservations)
+        copies.append(list(range(len(new_ops), len(new_ops) + n)))
+        new_ops += [Op(f"{op.name}.{j}", part(op.latency), table, part(op.issue_cycles), op.warps,
+                       op.variable_latency, part(op.registers), part(op.smem), part(op.tmem), op.depth)
+                    for j in range(n)]
+    new_edges, fields = [], []
+    for j, e in enumerate(edges):
+        delay = part(e.delay) if marked[e.src] else e.delay
+        if marked[e.src] and marked[e.dst]:
+            pairs = zip(copies[e.src], copies[e.dst])
+        else:
+            pairs = [(a, b) for a in copies[e.src] for b in copies[e.dst]]
+        for a, b in pairs:
+            new_edges.append(Dependence(a, b, delay, e.distance, e.blocking, e.barrier))
+            fields.append(("edges", j))
+    return new_ops, new_edges, fields
 
 
 def load_schedule(path: str | Path, loop: Loop) -> ScheduleSpec:
@@ -150,4 +227,14 @@ def load_schedule(path: str | Path, loop: Loop) -> ScheduleSpec:
     missing = [name for name in names if name not in schedule.starts]
     if missing:
         raise source.error(("starts",), f"no start given for op(s): {', '.join(missing)}")
+    if loop.joint != (schedule.roles is not None):
+        raise source.error(("roles",) if schedule.roles is not None else ("starts",),
+                           "a joint problem (machine with `warps`) needs `roles`: the role of every op"
+                           if loop.joint else "`roles` given, but the machine has no `warps` (no joint problem)")
+    for name in schedule.roles or {}:
+        if name not in names:
+            raise source.error(("roles", name), f"unknown op {name!r}", at_key=True)
+    missing = [name for name in names if loop.joint and name not in schedule.roles]
+    if missing:
+        raise source.error(("roles",), f"no role given for op(s): {', '.join(missing)}")
     return schedule

@@ -4,11 +4,16 @@ Defaults are resolved (edge delays, reservation tables), names become indices, a
 refers to files. Semantics: integer starts t(v) >= 0 and an initiation interval II such that
 ``t(dst) - t(src) >= delay - II * distance`` for every edge, and for every unit and residue
 ``r in [0, II)`` the reservations landing on ``r`` (modulo II) use at most the unit's capacity.
+A loop with ``warps`` set is a joint problem: each op is also assigned a role (a warp or a
+warpgroup) under the rules of docs/joint-model.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+Barrier = Literal["mbarrier", "named"]
 
 
 @dataclass(frozen=True)
@@ -24,11 +29,27 @@ class Op:
     name: str
     latency: int
     reservations: tuple[Reservation, ...]
+    # Joint problem only (ignored by pure modulo scheduling):
+    issue_cycles: int | None = None  # cycles the issuing role is busy; None: the whole duration (synchronous)
+    warps: int = 1                   # warps that must issue it together (1, or a warpgroup)
+    variable_latency: bool = False   # goes on the dedicated producer role
+    registers: int = 0               # per thread of the issuing role, while its result is live
+    smem: int = 0                    # bytes of shared memory while its result is live
+    tmem: int = 0                    # tensor-memory columns while its result is live
+    depth: int | None = None         # ring slots fixed by the user; None: as many as the lifetime needs
 
     @property
     def duration(self) -> int:
         """Cycles from issue until the op has produced its result and released every unit."""
         return max([self.latency] + [r.offset + r.cycles for r in self.reservations])
+
+    @property
+    def issue(self) -> int:
+        return self.duration if self.issue_cycles is None else self.issue_cycles
+
+    @property
+    def has_value(self) -> bool:
+        return self.registers > 0 or self.smem > 0 or self.tmem > 0
 
 
 @dataclass(frozen=True)
@@ -37,6 +58,27 @@ class Dependence:
     dst: int
     delay: int
     distance: int
+    blocking: bool = False           # dst waits for src's result and drains its role's older async work
+    barrier: Barrier = "mbarrier"    # how a cross-role hand-off synchronizes
+
+
+@dataclass(frozen=True)
+class Warps:
+    """What a CTA's warps can hold: the resources of warp specialization (docs/joint-model.md)."""
+
+    max_warps: int            # warps per CTA
+    warpgroup: int            # warps per warpgroup
+    register_file: int        # 32-bit registers per SM available to the CTA
+    max_registers: int        # per thread, hardware limit
+    setmaxnreg: tuple[int, int, int]  # (min, max, step) of a warpgroup's register count
+    overhead: int             # registers per thread every role needs besides its live values
+    smem: int                 # bytes of shared memory
+    tmem: int                 # tensor-memory columns
+    mbarrier: int             # cycles of a cross-role hand-off through an mbarrier
+    named: int                # cycles of a cross-role hand-off through a named barrier
+    transfer_base: int        # cycles to move a register value through shared memory ...
+    transfer_per_kb: float    # ... plus this many per KiB
+    cross_role: bool = True   # False: no register value may cross roles
 
 
 @dataclass(frozen=True)
@@ -45,6 +87,11 @@ class Loop:
     capacity: dict[str, int]  # unit -> number of instances
     ops: tuple[Op, ...]
     edges: tuple[Dependence, ...]
+    warps: Warps | None = None  # set: joint problem (roles, registers, memories, hand-offs)
+
+    @property
+    def joint(self) -> bool:
+        return self.warps is not None
 
     def usage(self, unit: str) -> int:
         """Unit-cycles one iteration needs on ``unit``."""

@@ -1,4 +1,4 @@
-"""A modulo schedule as a value: II and one start cycle per op (by op index)."""
+"""A modulo schedule as a value: II, one start cycle per op and, for a joint problem, one role per op."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from twill.model.loop import Loop
 class Schedule:
     ii: int
     starts: tuple[int, ...]
+    roles: tuple[int, ...] | None = None  # role id per op (joint problems only)
 
     @classmethod
-    def from_names(cls, loop: Loop, ii: int, starts: dict[str, int]) -> "Schedule":
-        return cls(ii, tuple(starts[op.name] for op in loop.ops))
+    def from_names(cls, loop: Loop, ii: int, starts: dict[str, int],
+                   roles: dict[str, int] | None = None) -> "Schedule":
+        role_ids = None if roles is None else tuple(roles[op.name] for op in loop.ops)
+        return cls(ii, tuple(starts[op.name] for op in loop.ops), role_ids)
 
     def stage(self, op: int) -> int:
         return self.starts[op] // self.ii

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -35,6 +35,15 @@ class OpSpec(Strict):
     unit: Name | None = None
     occupancy: PosInt | None = None
     reservations: list[ReservationSpec] | None = None
+    # joint problem (docs/joint-model.md)
+    issue: NonNegInt | None = None      # cycles its role is busy issuing it; default: its duration
+    warps: PosInt = 1                   # warps that issue it together: 1 or a warpgroup
+    variable_latency: bool = False
+    registers: NonNegInt = 0            # per thread, while its result is live
+    smem: NonNegInt = 0                 # bytes, while its result is live
+    tmem: NonNegInt = 0                 # columns, while its result is live
+    depth: PosInt | None = None         # fix the ring slots of its result
+    subtile: bool = False               # split into the loop's `subtile` sub-ops
 
     @model_validator(mode="after")
     def _one_way_to_reserve(self) -> "OpSpec":
@@ -57,6 +66,8 @@ class EdgeSpec(Strict):
     dst: Name
     delay: NonNegInt | None = None  # defaults to latency(src)
     distance: NonNegInt = 0
+    blocking: bool = False
+    barrier: Literal["mbarrier", "named"] = "mbarrier"
 
 
 class UnitSpec(Strict):
@@ -64,9 +75,40 @@ class UnitSpec(Strict):
     source: Name | None = None  # where the number comes from (required in shipped machine files)
 
 
+class WarpsSpec(Strict):
+    max: PosInt
+    warpgroup: PosInt = 4
+    source: str | None = None
+
+
+class RegistersSpec(Strict):
+    file: PosInt                        # 32-bit registers per SM
+    per_thread: PosInt                  # hardware maximum per thread
+    setmaxnreg: Annotated[list[PosInt], Field(min_length=3, max_length=3)]  # [min, max, step]
+    overhead: NonNegInt                 # per role, for ptxas's own registers
+    source: str | None = None
+
+
+class MemorySpec(Strict):
+    capacity: NonNegInt
+    source: str | None = None
+
+
+class HandoffSpec(Strict):
+    mbarrier: NonNegInt                 # cycles, one-way hand-off through an mbarrier
+    named: NonNegInt                    # cycles, through a named barrier
+    transfer_base: NonNegInt            # cycles to move registers through shared memory ...
+    transfer_per_kb: Annotated[float, Field(ge=0)]  # ... plus cycles per KiB
+    source: str | None = None
+
+
 class MachineSpec(Strict):
     name: Name | None = None
     description: str | None = None
+    warps: WarpsSpec | None = None      # present: the joint problem (roles) applies
+    registers: RegistersSpec | None = None
+    memories: dict[Literal["smem", "tmem"], MemorySpec] = {}
+    handoff: HandoffSpec | None = None
     units: dict[Name, Annotated[Union[Annotated[NonNegInt, Tag("scalar")], Annotated[UnitSpec, Tag("mapping")]],
                                 Discriminator(by_shape)]]
 
@@ -82,10 +124,14 @@ class LoopSpec(Strict):
                        Discriminator(by_shape)] | None = None
     ops: Annotated[list[OpSpec], Field(min_length=1)]
     edges: list[EdgeSpec] = []
+    subtile: PosInt = 1                 # sub-ops per op marked `subtile: true`
+    cross_role: bool = True             # false: no register value may cross roles
+    max_warps: PosInt | None = None     # fewer warps than the machine allows
 
 
 class ScheduleSpec(Strict):
-    """A hand-written (or saved) schedule: ``ii`` and the start cycle of every op."""
+    """A hand-written (or saved) schedule: ``ii``, the start cycle of every op and, joint, its role."""
 
     ii: PosInt
     starts: dict[Name, NonNegInt]
+    roles: dict[Name, NonNegInt] | None = None

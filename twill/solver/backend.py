@@ -8,17 +8,19 @@ from typing import Literal, Protocol
 from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 
-Objective = Literal["length", "stages"]
+# Pure modulo scheduling minimizes length then stages; the joint problem length, handoff_bytes,
+# ring_slots, roles (docs/joint-model.md). Values: twill.model.objectives.objective_value.
+Objective = Literal["length", "stages", "handoff_bytes", "ring_slots", "roles"]
 Status = Literal["optimal", "feasible", "infeasible", "unknown"]
 
 
 @dataclass(frozen=True)
 class Query:
-    """Find a schedule at ``ii`` minimizing ``objective``, with length at most ``max_length`` if given."""
+    """Find a schedule at ``ii`` minimizing ``objective``, with each objective in ``limits`` at most its value."""
 
     ii: int
     objective: Objective
-    max_length: int | None = None
+    limits: tuple[tuple[Objective, int], ...] = ()
     hint: Schedule | None = None
 
 

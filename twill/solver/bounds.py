@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twill.model.graph import longest_paths
+from twill.model.joint import ceil_div, handoff_cost
 from twill.model.loop import Loop
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -((-a) // b)
 
 
 @dataclass(frozen=True)
@@ -97,10 +94,32 @@ def stage_bound(loop: Loop, ii: int) -> int:
     which runs along a simple path, so k <= the sum of the largest n-1 positive c(e). The least
     solution also has the smallest starts, so it is as short as any schedule with those slots:
     bounding stages this way loses no schedule, no minimal length and no minimal stage count.
+    Joint problems add hand-offs to edge delays and the blocking and lifetime arcs of
+    docs/joint-model.md ("Stage bound"), with slots, roles and depths held fixed.
     """
-    weights = sorted((max(0, ceil_div(e.delay - ii * e.distance + ii - 1, ii)) for e in loop.edges),
-                     reverse=True)
+    weights = [ceil_div(max_delay(loop, e) - ii * e.distance + ii - 1, ii) for e in loop.edges]
+    if loop.joint:
+        weights += joint_arc_weights(loop, ii)
+    weights = sorted((max(0, w) for w in weights), reverse=True)
     return sum(weights[: max(len(loop.ops) - 1, 0)])
+
+
+def max_delay(loop: Loop, edge) -> int:
+    """The edge's delay, plus the hand-off it pays if its ends may be on different roles."""
+    return edge.delay + (handoff_cost(loop, edge) if loop.joint else 0)
+
+
+def joint_arc_weights(loop: Loop, ii: int) -> list[int]:
+    """Stage weights of the joint problem's other difference constraints (docs/joint-model.md)."""
+    weights = []
+    for e in loop.edges:
+        if e.blocking:
+            longest = max((op.duration for o, op in enumerate(loop.ops) if o != e.dst), default=0)
+            weights.append(ceil_div(longest + ii - 2, ii))
+        source = loop.ops[e.src]
+        if source.has_value or source.depth is not None:  # lifetime arc back from the consumer
+            weights.append(e.distance + ceil_div(loop.ops[e.dst].duration + ii - 1, ii) - 1)
+    return weights
 
 
 def every_ii_cap(loop: Loop) -> int:
@@ -112,7 +131,7 @@ def every_ii_cap(loop: Loop) -> int:
     """
     window = [op.duration for op in loop.ops]
     for e in loop.edges:
-        window[e.src] = max(window[e.src], e.delay)
+        window[e.src] = max(window[e.src], max_delay(loop, e))
     longest_duration = max(op.duration for op in loop.ops)
-    longest_delay = max((e.delay for e in loop.edges), default=0)
+    longest_delay = max((max_delay(loop, e) for e in loop.edges), default=0)
     return sum(window) + longest_duration + longest_delay + 1

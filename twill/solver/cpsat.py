@@ -43,13 +43,13 @@ class CpSatBackend:
         length = model.new_int_var(0, horizon, "length")
         for op, t in zip(loop.ops, start):
             model.add(length >= t + op.duration)
-        if query.max_length is not None:
-            model.add(length <= query.max_length)
         stages = model.new_int_var(1, stages_max + 1, "stages")
         for k in stage:
             model.add(stages >= k + 1)
-        objective = length if query.objective == "length" else stages
-        model.minimize(objective)
+        objectives = {"length": length, "stages": stages}
+        for name, value in query.limits:
+            model.add(objectives[name] <= value)
+        model.minimize(objectives[query.objective])
         if query.hint is not None:
             for p, k, t in zip(slot, stage, query.hint.starts):
                 model.add_hint(p, t % ii)

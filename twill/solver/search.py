@@ -158,7 +158,7 @@ def _optimize_levels(loop: Loop, backend: Backend, budget: Budget, found: Outcom
     """Length was minimized with the II; now fix it and minimize the stage count."""
     result.objectives.append(ObjectiveResult("length", found.value, found.status == "optimal", found.bound))
     stages = checked(loop, backend, backend.solve(
-        loop, Query(found.schedule.ii, "stages", max_length=found.value, hint=found.schedule),
+        loop, Query(found.schedule.ii, "stages", (("length", found.value),), hint=found.schedule),
         budget.remaining()))
     budget.charge(stages)
     if stages.schedule is None:  # budget ran out before even the hint was confirmed

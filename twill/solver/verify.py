@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twill.model.joint import handoff_cost
 from twill.model.loop import Loop
 from twill.model.schedule import Schedule
+from twill.solver.verify_joint import verify_joint
 
 
 @dataclass(frozen=True)
 class Violation:
-    constraint: str  # "ii" | "start" | "dependence" | "resource"
+    constraint: str  # "ii" | "start" | "dependence" | "resource" | a joint rule (verify_joint.py)
     message: str
 
 
@@ -43,14 +45,18 @@ def verify(loop: Loop, schedule: Schedule) -> list[Violation]:
             violations.append(Violation("start", f"op {op.name}: start must be an integer >= 0, got {start!r}"))
     if violations:
         return violations
+    joint = [Violation(c, m) for c, m in verify_joint(loop, schedule)] if loop.joint else []
+    if joint and joint[0].constraint == "role":
+        return joint
     t = schedule.starts
     for e in loop.edges:
-        needed = e.delay - ii * e.distance
+        crosses = loop.joint and schedule.roles[e.src] != schedule.roles[e.dst]
+        needed = e.delay + (handoff_cost(loop, e) if crosses else 0) - ii * e.distance
         if t[e.dst] - t[e.src] < needed:
             violations.append(Violation(
                 "dependence",
                 f"edge {loop.edge_text(e)}: t({loop.ops[e.dst].name}) - t({loop.ops[e.src].name}) = "
-                f"{t[e.dst] - t[e.src]} < {needed} at II {ii}"))
+                f"{t[e.dst] - t[e.src]} < {needed} at II {ii}{' with the cross-role hand-off' if crosses else ''}"))
     for unit, capacity in loop.capacity.items():
         for slot, holders in enumerate(unit_load(loop, schedule, unit)):
             used = sum(amount for _, amount in holders)
@@ -58,4 +64,4 @@ def verify(loop: Loop, schedule: Schedule) -> list[Violation]:
                 names = ", ".join(sorted({loop.ops[i].name for i, _ in holders}))
                 violations.append(Violation(
                     "resource", f"unit {unit} at slot {slot} of II {ii}: {names} use {used} of {capacity}"))
-    return violations
+    return violations + joint

@@ -19,6 +19,7 @@ import z3
 
 from twill.model.graph import longest_paths
 from twill.model.loop import Loop
+from twill.model.objectives import objective_value
 from twill.model.schedule import Schedule
 from twill.solver.backend import Outcome, Query, Settings
 from twill.solver.bounds import ceil_div, resource_bounds, stage_bound
@@ -73,14 +74,16 @@ class Z3Backend:
         add_edges(solver, loop, ii, start)
         if not add_modulo_resources(solver, loop, ii, slot):
             return Outcome("infeasible", None, None, None, meter.used(), stages_max)
-        if query.max_length is not None:
-            solver.add(length_at_most(loop, start, query.max_length))
+        for name, value in query.limits:
+            if name != "length":
+                raise ValueError(f"the Z3 backend cannot limit {name!r}")
+            solver.add(length_at_most(loop, start, value))
 
         def read(model: z3.ModelRef) -> Schedule:
             return earliest(loop, ii, [model.eval(p, model_completion=True).as_long() for p in slot])
 
         def value(schedule: Schedule) -> int:
-            return schedule.length(loop) if query.objective == "length" else schedule.stages
+            return objective_value(loop, schedule, query.objective)
 
         def at_most(bound: int) -> list[z3.BoolRef]:
             if query.objective == "length":

@@ -1,0 +1,129 @@
+"""Quantities of the joint problem derived from a schedule: hand-off costs, lifetimes, ring depths,
+role widths and register allocation. Pure functions shared by the verifier, the solvers' decoding
+and the report; the rules are stated in docs/joint-model.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twill.model.loop import Dependence, Loop, Op, Warps
+from twill.model.schedule import Schedule
+
+BYTES_PER_REGISTER = 4
+THREADS_PER_WARP = 32
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def register_bytes(op: Op) -> int:
+    """Size of an op's register result over all threads that issue it."""
+    return op.registers * BYTES_PER_REGISTER * THREADS_PER_WARP * op.warps
+
+
+def transfer_cycles(warps: Warps, nbytes: int) -> int:
+    """Cycles to move ``nbytes`` of registers to another role through shared memory."""
+    return ceil_div(warps.transfer_base * 1024 + round(warps.transfer_per_kb * nbytes), 1024) \
+        if nbytes else 0
+
+
+def handoff_cost(loop: Loop, edge: Dependence) -> int:
+    """Extra delay of ``edge`` when its ends are on different roles: barrier, plus the register trip."""
+    warps = loop.warps
+    barrier = warps.mbarrier if edge.barrier == "mbarrier" else warps.named
+    return barrier + transfer_cycles(warps, register_bytes(loop.ops[edge.src]))
+
+
+def carries_registers(loop: Loop, edge: Dependence) -> bool:
+    return loop.ops[edge.src].registers > 0
+
+
+def lifetime(loop: Loop, starts: tuple[int, ...], ii: int, op: int) -> int:
+    """Cycles from the op's issue until its own completion and every consumer's completion."""
+    t = starts
+    ends = [t[op] + loop.ops[op].duration]
+    ends += [t[e.dst] + e.distance * ii + loop.ops[e.dst].duration for e in loop.edges if e.src == op]
+    return max(ends) - t[op]
+
+
+def depth(loop: Loop, schedule: Schedule, op: int) -> int:
+    """Ring slots the op's result needs: one per iteration whose copy is live at once."""
+    fixed = loop.ops[op].depth
+    if fixed is not None:
+        return fixed
+    return max(1, ceil_div(lifetime(loop, schedule.starts, schedule.ii, op), schedule.ii))
+
+
+def crossing_register_values(loop: Loop, roles: tuple[int, ...]) -> list[int]:
+    """Ops whose register result is read on another role (it travels through shared memory)."""
+    return sorted({e.src for e in loop.edges if carries_registers(loop, e) and roles[e.src] != roles[e.dst]})
+
+
+def smem_bytes(loop: Loop, schedule: Schedule) -> int:
+    used = sum(op.smem * depth(loop, schedule, i) for i, op in enumerate(loop.ops))
+    return used + sum(register_bytes(loop.ops[i]) * depth(loop, schedule, i)
+                      for i in crossing_register_values(loop, schedule.roles))
+
+
+def tmem_columns(loop: Loop, schedule: Schedule) -> int:
+    return sum(op.tmem * depth(loop, schedule, i) for i, op in enumerate(loop.ops))
+
+
+@dataclass(frozen=True)
+class Role:
+    id: int
+    warps: int
+    ops: tuple[int, ...]
+    registers: int     # per thread: overhead plus live register values (each times its depth)
+    setmaxnreg: int    # allocated: at least ``registers``, a legal setmaxnreg value
+
+
+@dataclass(frozen=True)
+class Layout:
+    roles: tuple[Role, ...]
+    warps: int               # warps launched (single-warp roles packed into warpgroups)
+    registers: int           # register file used by the allocation
+    fits: bool               # allocation within the register file and every setmaxnreg range
+
+
+def _round_up(warps: Warps, need: int) -> int:
+    low, _, step = warps.setmaxnreg
+    return max(low, ceil_div(need, step) * step)
+
+
+def layout(loop: Loop, schedule: Schedule) -> Layout:
+    """Roles with their widths and registers; single-warp roles share warpgroups and one setmaxnreg.
+
+    The minimal allocation decides feasibility; what is left of the register file is then handed
+    to the warpgroup roles ``step`` at a time, in turn (as FA3 gives its consumers 240).
+    """
+    w = loop.warps
+    members: dict[int, list[int]] = {}
+    for i, r in enumerate(schedule.roles):
+        members.setdefault(r, []).append(i)
+    need, wide = {}, {}
+    for r, ops in members.items():
+        wide[r] = any(loop.ops[i].warps > 1 for i in ops)
+        need[r] = w.overhead + sum(loop.ops[i].registers * depth(loop, schedule, i) for i in ops)
+    small = [r for r in members if not wide[r]]
+    groups = ceil_div(len(small), w.warpgroup)
+    setting = {r: _round_up(w, need[r]) for r in members if wide[r]}
+    shared = _round_up(w, max((need[r] for r in small), default=0))
+    setting.update({r: shared for r in small})
+    per_group = w.warpgroup * THREADS_PER_WARP
+    used = per_group * (sum(setting[r] for r in members if wide[r]) + groups * shared)
+    _, high, step = w.setmaxnreg
+    fits = used <= w.register_file and all(s <= high for s in setting.values())
+    if fits:
+        grow = sorted(r for r in members if wide[r])
+        while grow:
+            r = grow.pop(0)
+            if setting[r] + step <= high and used + per_group * step <= w.register_file:
+                setting[r] += step
+                used += per_group * step
+                grow.append(r)
+    roles = tuple(Role(r, w.warpgroup if wide[r] else 1, tuple(ops), need[r], setting[r])
+                  for r, ops in sorted(members.items()))
+    return Layout(roles, w.warpgroup * (sum(wide.values()) + groups), used, fits)
