@@ -52,6 +52,8 @@ S   0      0      0
 P   2      1      0
 O   3      1      1
 N   0      0      0
+
+steady state: tc 100%, sfu 50%; 500.0 iterations per 1000 cycles
 """
 
 

@@ -29,6 +29,11 @@ TimeLimitOption = typer.Option(60.0, "--time-limit", "-t", min=0.0,
 DeterministicOption = typer.Option(False, "--deterministic",
                                    help="One worker, fixed seed, work-based limits: byte-identical output.")
 JsonOption = typer.Option(None, "--json", help="Write the result as JSON to FILE, or '-' for stdout only.")
+SubtileOption = typer.Option(None, "--subtile", min=1, help="Split ops marked `subtile: true` into N sub-ops "
+                                                              "(overrides the spec).")
+CrossRoleOption = typer.Option(None, "--cross-role/--no-cross-role",
+                               help="Allow (or ban) register values crossing roles (overrides the spec).")
+MaxWarpsOption = typer.Option(None, "--max-warps", min=1, help="At most N warps per CTA (overrides the spec).")
 
 
 def fail(error: SpecError) -> None:
@@ -57,10 +62,12 @@ def emit_json(data: dict, target: str) -> None:
 
 
 @app.command()
-def check(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Optional[str] = MachineOption):
+def check(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Optional[str] = MachineOption,
+          subtile: Optional[int] = SubtileOption, cross_role: Optional[bool] = CrossRoleOption,
+          max_warps: Optional[int] = MaxWarpsOption):
     """Validate a spec and print the lower bounds on II and what binds them."""
     try:
-        loop = load_spec(spec, machine)
+        loop = load_spec(spec, machine, subtile=subtile, cross_role=cross_role, max_warps=max_warps)
     except SpecError as error:
         fail(error)
     typer.echo(render_bounds(loop, compute_bounds(loop)))
@@ -69,10 +76,16 @@ def check(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Op
 @app.command()
 def solve(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Optional[str] = MachineOption,
           backend: str = BackendOption, time_limit: float = TimeLimitOption,
-          deterministic: bool = DeterministicOption, json_out: Optional[str] = JsonOption):
-    """Find the smallest II, prove it optimal, then minimize length and stage count."""
+          deterministic: bool = DeterministicOption, json_out: Optional[str] = JsonOption,
+          subtile: Optional[int] = SubtileOption, cross_role: Optional[bool] = CrossRoleOption,
+          max_warps: Optional[int] = MaxWarpsOption):
+    """Find the smallest II and prove it optimal, then minimize the remaining objectives in order.
+
+    Pure loops: length, then stages. Joint loops (machine with warps): length, bytes moved across
+    roles, ring slots, roles used.
+    """
     try:
-        loop = load_spec(spec, machine)
+        loop = load_spec(spec, machine, subtile=subtile, cross_role=cross_role, max_warps=max_warps)
     except SpecError as error:
         fail(error)
     result = run_search(loop, backend, time_limit, deterministic)
@@ -89,10 +102,11 @@ def verify_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
                    schedule_file: str = typer.Argument(..., metavar="SCHEDULE", help="Schedule (YAML: ii, starts)."),
                    machine: Optional[str] = MachineOption, backend: str = BackendOption,
                    time_limit: float = TimeLimitOption, deterministic: bool = DeterministicOption,
-                   json_out: Optional[str] = JsonOption):
+                   json_out: Optional[str] = JsonOption, subtile: Optional[int] = SubtileOption,
+                   cross_role: Optional[bool] = CrossRoleOption, max_warps: Optional[int] = MaxWarpsOption):
     """Check a hand-written schedule; report the violated constraint or how far it is from optimal."""
     try:
-        loop = load_spec(spec, machine)
+        loop = load_spec(spec, machine, subtile=subtile, cross_role=cross_role, max_warps=max_warps)
         given = load_schedule(schedule_file, loop)
     except SpecError as error:
         fail(error)

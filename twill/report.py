@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twill import summary
 from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 from twill.solver.bounds import Bounds
@@ -24,7 +25,11 @@ def render_bounds(loop: Loop, bounds: Bounds) -> str:
     binding = bounds.binding_unit.explain() if bounds.binding_unit else "no op uses a unit"
     recurrence = bounds.recurrence.explain() if bounds.recurrence else "no recurrence with positive delay"
     units = " ".join(f"{unit}={cap}" for unit, cap in loop.capacity.items())
-    return f"{loop.name}: {len(loop.ops)} ops, {len(loop.edges)} edges; units {units}\n" + columns([
+    w = loop.warps
+    kind = (f"\njoint problem: roles on at most {w.max_warps} warps (warpgroups of {w.warpgroup}), "
+            f"smem {w.smem} B, tmem {w.tmem} columns, cross-role register values "
+            f"{'allowed' if w.cross_role else 'banned'}") if w else ""
+    return f"{loop.name}: {len(loop.ops)} ops, {len(loop.edges)} edges; units {units}{kind}\n" + columns([
         ["ResMII", f"{bounds.res_mii}  {binding}  (per unit: {per_unit})"],
         ["RecMII", f"{bounds.rec_mii}  {recurrence}"],
         ["MII", str(bounds.mii)],
@@ -57,10 +62,35 @@ def render_reservation_table(loop: Loop, schedule: Schedule) -> str:
 
 
 def render_ops(loop: Loop, schedule: Schedule) -> str:
-    rows = [["op", "start", "stage", "slot"]]
+    names = summary.role_names(loop, schedule) if loop.joint else {}
+    rows = [["op", "start", "stage", "slot"] + (["role"] if loop.joint else [])]
     rows += [[op.name, str(schedule.starts[i]), str(schedule.stage(i)), str(schedule.slot(i))]
-             for i, op in enumerate(loop.ops)]
+             + ([names[schedule.roles[i]]] if loop.joint else []) for i, op in enumerate(loop.ops)]
     return columns(rows)
+
+
+def render_steady_state(loop: Loop, schedule: Schedule) -> str:
+    """Roles, buffers and hand-offs (joint problems), then utilization and throughput."""
+    parts = []
+    if loop.joint:
+        rows = [["role", "warps", "registers", "setmaxnreg", "ops (issue order)"]]
+        rows += [[r["name"], str(r["warps"]), str(r["registers"]), str(r["setmaxnreg"]), " ".join(r["ops"])]
+                 for r in summary.roles(loop, schedule)]
+        parts.append(columns(rows))
+        rings = summary.buffers(loop, schedule)
+        rows = [["buffer", "memory", "depth", "bytes"]] + [
+            [b["value"], b["memory"], str(b["depth"]), str(b["bytes"])] for b in rings]
+        parts.append(columns(rows) if rings else "buffers: none")
+        moves = summary.handoffs(loop, schedule)
+        rows = [["hand-off", "via", "cycles"]] + [[f"{h['src']} -> {h['dst']}", h["via"], str(h["cost"])]
+                                                  for h in moves]
+        parts.append(columns(rows) if moves else "hand-offs: none (no edge crosses roles)")
+    busy = ", ".join(f"{name} {100 * share:.0f}%" for name, share in summary.utilization(loop, schedule).items())
+    rate = summary.throughput(loop, schedule)
+    work = f"{rate['work_per_cycle']} work/cycle, " if rate["work_per_iteration"] else ""
+    parts.append(f"steady state: {busy or 'no unit used'}; {work}"
+                 f"{rate['iterations_per_1000_cycles']} iterations per 1000 cycles")
+    return "\n\n".join(parts)
 
 
 def _proof_rows(result: SearchResult) -> list[list[str]]:
@@ -94,8 +124,14 @@ def render_search(result: SearchResult, show_time: bool = True) -> str:
         levels = [f"{o.name} {o.value} ({'minimal' if o.optimal else f'best found; lower bound {o.bound}'})"
                   for o in result.objectives]
         parts += ["at II " + str(s.ii) + ": " + ", ".join(levels), "",
-                  render_reservation_table(loop, s), "", render_ops(loop, s)]
+                  render_reservation_table(loop, s), "", render_ops(loop, s), "", render_steady_state(loop, s)]
     return "\n".join(parts)
+
+
+def _ops_json(loop: Loop, s: Schedule) -> dict[str, Any]:
+    names = summary.role_names(loop, s) if loop.joint else {}
+    return {op.name: {"start": s.starts[i], "stage": s.stage(i), "slot": s.slot(i)}
+            | ({"role": names[s.roles[i]]} if loop.joint else {}) for i, op in enumerate(loop.ops)}
 
 
 def search_json(result: SearchResult, show_time: bool = True) -> dict[str, Any]:
@@ -113,8 +149,7 @@ def search_json(result: SearchResult, show_time: bool = True) -> dict[str, Any]:
                   for p in result.proof],
         "length": s.length(loop) if s else None,
         "stages": s.stages if s else None,
-        "ops": {op.name: {"start": s.starts[i], "stage": s.stage(i), "slot": s.slot(i)}
-                for i, op in enumerate(loop.ops)} if s else {},
+        "ops": _ops_json(loop, s) if s else {},
         "solve_seconds": round(result.seconds, 3) if show_time else None,
         "backend": result.backend,
         "lower_bound": result.lower_bound,
@@ -123,6 +158,11 @@ def search_json(result: SearchResult, show_time: bool = True) -> dict[str, Any]:
                        for o in result.objectives},
         "res_mii_unit": bounds.binding_unit.unit if bounds.binding_unit and bounds.res_mii else None,
         "rec_mii_cycle": list(bounds.recurrence.ops) if bounds.recurrence else None,
+        "roles": summary.roles(loop, s) if s and loop.joint else None,
+        "buffers": summary.buffers(loop, s) if s and loop.joint else [],
+        "handoffs": summary.handoffs(loop, s) if s and loop.joint else [],
+        "utilization": summary.utilization(loop, s) if s else {},
+        "throughput": summary.throughput(loop, s) if s else None,
     }
 
 

@@ -121,7 +121,7 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
         if warps is not None:
             _check_joint_op(op, ("ops", i), warps, source)
         ops.append(Op(op.name, op.latency, tuple(table), op.issue, op.warps, op.variable_latency,
-                      op.registers, op.smem, op.tmem, op.depth))
+                      op.registers, op.smem, op.tmem, op.depth, op.work))
 
     edges = []
     for j, edge in enumerate(spec.edges):
@@ -157,7 +157,10 @@ def _warps(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Warps | N
     if missing:
         raise source.error(field, f"the machine has `warps` but no `{missing[0]}` section")
     if spec.max_warps is not None and spec.max_warps > w.max:
-        raise source.error(("max_warps",), f"{spec.max_warps} warps, the machine allows {w.max}")
+        message = f"{spec.max_warps} warps, the machine allows {w.max}"
+        if "max_warps" not in source.root_keys():
+            raise SpecError(message, field="--max-warps")
+        raise source.error(("max_warps",), message)
     regs, handoff = machine.registers, machine.handoff
     memory = {name: m.capacity for name, m in machine.memories.items()}
     return Warps(spec.max_warps or w.max, w.warpgroup, regs.file, regs.per_thread, tuple(regs.setmaxnreg),
@@ -200,7 +203,8 @@ def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int):
         table = tuple(Reservation(r.unit, part(r.offset), part(r.cycles), r.amount) for r in op.reservations)
         copies.append(list(range(len(new_ops), len(new_ops) + n)))
         new_ops += [Op(f"{op.name}.{j}", part(op.latency), table, part(op.issue_cycles), op.warps,
-                       op.variable_latency, part(op.registers), part(op.smem), part(op.tmem), op.depth)
+                       op.variable_latency, part(op.registers), part(op.smem), part(op.tmem), op.depth,
+                       part(op.work))
                     for j in range(n)]
     new_edges, fields = [], []
     for j, e in enumerate(edges):

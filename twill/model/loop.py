@@ -37,6 +37,7 @@ class Op:
     smem: int = 0                    # bytes of shared memory while its result is live
     tmem: int = 0                    # tensor-memory columns while its result is live
     depth: int | None = None         # ring slots fixed by the user; None: as many as the lifetime needs
+    work: int = 0                    # useful work per iteration (e.g. FLOPs), for predicted throughput
 
     @property
     def duration(self) -> int:

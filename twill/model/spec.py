@@ -44,6 +44,7 @@ class OpSpec(Strict):
     tmem: NonNegInt = 0                 # columns, while its result is live
     depth: PosInt | None = None         # fix the ring slots of its result
     subtile: bool = False               # split into the loop's `subtile` sub-ops
+    work: NonNegInt = 0                 # useful work per iteration (e.g. FLOPs): predicted throughput
 
     @model_validator(mode="after")
     def _one_way_to_reserve(self) -> "OpSpec":

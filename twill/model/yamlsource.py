@@ -48,6 +48,12 @@ class SourceMap:
             best = node.start_mark.line + 1
         return best
 
+    def root_keys(self) -> list[str]:
+        """Top-level keys of the document (empty unless it is a mapping)."""
+        if not isinstance(self.root, yaml.MappingNode):
+            return []
+        return [key.value for key, _ in self.root.value]
+
     def key_line(self, path: Path_) -> int | None:
         """Line of the *key* that ends ``path`` (for unknown or duplicate keys)."""
         parent = self.root

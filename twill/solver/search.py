@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from twill.model.loop import Loop
+from twill.model.objectives import levels, objective_value
 from twill.model.schedule import Schedule
 from twill.solver.backend import Backend, Outcome, Query, Settings
 from twill.solver.bounds import Bounds, compute_bounds, every_ii_cap
@@ -26,7 +27,7 @@ class ProofStep:
 
 @dataclass(frozen=True)
 class ObjectiveResult:
-    name: str             # "length" | "stages"
+    name: str             # an objective of twill.model.objectives.levels
     value: int
     optimal: bool
     bound: int            # proven lower bound (== value when optimal)
@@ -155,15 +156,18 @@ def _infeasible_for_every_ii(loop: Loop, backend: Backend, budget: Budget, cap: 
 
 def _optimize_levels(loop: Loop, backend: Backend, budget: Budget, found: Outcome,
                      result: SearchResult) -> None:
-    """Length was minimized with the II; now fix it and minimize the stage count."""
-    result.objectives.append(ObjectiveResult("length", found.value, found.status == "optimal", found.bound))
-    stages = checked(loop, backend, backend.solve(
-        loop, Query(found.schedule.ii, "stages", (("length", found.value),), hint=found.schedule),
-        budget.remaining()))
-    budget.charge(stages)
-    if stages.schedule is None:  # budget ran out before even the hint was confirmed
-        best, bound, optimal = found.schedule, 1, False
-    else:
-        best, bound, optimal = stages.schedule, stages.bound, stages.status == "optimal"
+    """Length was minimized with the II; fix each level at its value and minimize the next."""
+    first, *rest = levels(loop)
+    result.objectives.append(ObjectiveResult(first, found.value, found.status == "optimal", found.bound))
+    best, limits = found.schedule, [(first, found.value)]
+    for name in rest:
+        outcome = checked(loop, backend, backend.solve(
+            loop, Query(best.ii, name, tuple(limits), hint=best), budget.remaining()))
+        budget.charge(outcome)
+        if outcome.schedule is None:  # budget ran out before even the hint was confirmed
+            value, bound, optimal = objective_value(loop, best, name), 0, False
+        else:
+            best, value, bound, optimal = outcome.schedule, outcome.value, outcome.bound, outcome.status == "optimal"
+        result.objectives.append(ObjectiveResult(name, value, optimal, bound))
+        limits.append((name, value))
     result.schedule = best
-    result.objectives.append(ObjectiveResult("stages", best.stages, optimal, bound))
