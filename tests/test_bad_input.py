@@ -59,6 +59,37 @@ SPEC_CASES = [
     ("no-ops", "name: toy\nmachine: {units: {tc: 1}}\nops: []\n", 3, "ops", "at least 1"),
 ]
 
+JOINT = """\
+name: joint
+machine:
+  units: {tc: 1, sfu: 1}
+  warps: {max: 8}
+  registers: {file: 65536, per_thread: 255, setmaxnreg: [24, 256, 8], overhead: 24}
+  memories: {smem: {capacity: 1024}}
+  handoff: {mbarrier: 92, named: 30, transfer_base: 61, transfer_per_kb: 16.1}
+ops:
+  - {name: S, unit: tc, latency: 1, warps: 4, registers: 64}
+  - {name: P, unit: sfu, latency: 1, smem: 512}
+edges:
+  - {src: S, dst: P, blocking: true}
+"""
+
+JOINT_CASES = [
+    ("warps-not-a-group", JOINT.replace("warps: 4,", "warps: 3,"), 9, "ops[0].warps", "warpgroup of 4"),
+    ("too-many-registers", JOINT.replace("registers: 64", "registers: 240"), 9, "ops[0].registers",
+     "exceed 255"),
+    ("smem-too-small", JOINT.replace("smem: 512", "smem: 4096"), 10, "ops[1].smem", "machine has 1024"),
+    ("no-tmem", JOINT.replace("smem: 512", "tmem: 32"), 10, "ops[1].tmem", "machine has 0"),
+    ("bad-barrier", JOINT.replace("blocking: true", "barrier: semaphore"), 12, "edges[0].barrier", "mbarrier"),
+    ("warps-without-registers", JOINT.replace(
+        "  registers: {file: 65536, per_thread: 255, setmaxnreg: [24, 256, 8], overhead: 24}\n", ""),
+     3, "machine", "no `registers` section"),
+    ("setmaxnreg-shape", JOINT.replace("[24, 256, 8]", "[24, 256]"), 5, "machine.registers.setmaxnreg",
+     "at least 3"),
+    ("max-warps-over-machine", JOINT + "max_warps: 12\n", 13, "max_warps", "machine allows 8"),
+    ("zero-subtile", JOINT + "subtile: 0\n", 13, "subtile", "greater than or equal to 1"),
+]
+
 
 @pytest.fixture
 def runner():
@@ -90,6 +121,41 @@ def test_bad_spec(tmp_path, runner, command, case, text, line, field, words):
     spec = tmp_path / f"{case}.yaml"
     spec.write_text(text)
     assert_one_line_error(run(runner, command, str(spec)), spec, line, field, words)
+
+
+@pytest.mark.parametrize("case,text,line,field,words", JOINT_CASES, ids=[c[0] for c in JOINT_CASES])
+def test_bad_joint_spec(tmp_path, runner, case, text, line, field, words):
+    spec = tmp_path / f"{case}.yaml"
+    spec.write_text(text)
+    assert_one_line_error(run(runner, "check", str(spec)), spec, line, field, words)
+
+
+def test_joint_overrides_are_checked(tmp_path, runner):
+    spec = tmp_path / "joint.yaml"
+    spec.write_text(JOINT)
+    result = run(runner, "check", str(spec), "--max-warps", "40")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --max-warps: 40 warps, the machine allows 8"
+    assert run(runner, "check", str(spec), "--max-warps", "4").exit_code == 0
+
+
+@pytest.mark.parametrize("text,line,field,words", [
+    ("ii: 2\nstarts: {S: 0, P: 1}\n", 2, "starts", "needs `roles`"),
+    ("ii: 2\nstarts: {S: 0, P: 1}\nroles: {S: 0, Q: 1}\n", 3, "roles.Q", "unknown op 'Q'"),
+    ("ii: 2\nstarts: {S: 0, P: 1}\nroles: {S: 0}\n", 3, "roles", "no role given for op(s): P"),
+])
+def test_bad_joint_schedule(tmp_path, runner, text, line, field, words):
+    spec, schedule = tmp_path / "joint.yaml", tmp_path / "schedule.yaml"
+    spec.write_text(JOINT)
+    schedule.write_text(text)
+    assert_one_line_error(run(runner, "verify", str(spec), str(schedule)), schedule, line, field, words)
+
+
+def test_roles_need_a_joint_problem(tmp_path, runner):
+    spec, schedule = tmp_path / "good.yaml", tmp_path / "schedule.yaml"
+    spec.write_text(GOOD)
+    schedule.write_text("ii: 2\nstarts: {S: 0, P: 1}\nroles: {S: 0, P: 0}\n")
+    assert_one_line_error(run(runner, "verify", str(spec), str(schedule)), schedule, 3, "roles", "no `warps`")
 
 
 def test_good_spec_is_accepted(tmp_path, runner):

@@ -152,10 +152,6 @@ def _warps(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Warps | N
     w = machine.warps
     if w is None:
         return None
-    field = ("machine",)
-    missing = [s for s in ("registers", "handoff") if getattr(machine, s) is None]
-    if missing:
-        raise source.error(field, f"the machine has `warps` but no `{missing[0]}` section")
     if spec.max_warps is not None and spec.max_warps > w.max:
         message = f"{spec.max_warps} warps, the machine allows {w.max}"
         if "max_warps" not in source.root_keys():

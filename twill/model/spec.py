@@ -113,6 +113,13 @@ class MachineSpec(Strict):
     units: dict[Name, Annotated[Union[Annotated[NonNegInt, Tag("scalar")], Annotated[UnitSpec, Tag("mapping")]],
                                 Discriminator(by_shape)]]
 
+    @model_validator(mode="after")
+    def _warps_need_costs(self) -> "MachineSpec":
+        missing = [s for s in ("registers", "handoff") if self.warps is not None and getattr(self, s) is None]
+        if missing:
+            raise ValueError(f"the machine has `warps` but no `{missing[0]}` section")
+        return self
+
     def capacity(self, unit: str) -> int:
         value = self.units[unit]
         return value if isinstance(value, int) else value.count
