@@ -12,6 +12,10 @@
 * loop-carried edges (distance 1 to ``max_distance``), mostly back edges to a nearby earlier op or to
   the op itself, which close recurrences through the forward edges.
 
+``random_joint_loop(n, seed)`` decorates such a loop with the joint problem of docs/joint-model.md
+(roles, registers, memories, hand-offs, blocking edges) on a small machine (``random_warps``) whose
+capacities are drawn relative to the loop's own footprints, so that the limits actually bind.
+
 ``loop_to_spec`` turns a loop back into the dict a YAML spec file holds, so random loops can be written
 to files and run through the command line.
 """
@@ -19,9 +23,10 @@ to files and run through the command line.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any, Mapping
 
-from twill.model.loop import Dependence, Loop, Op, Reservation
+from twill.model.loop import Dependence, Loop, Op, Reservation, Warps
 
 # Unit name -> a verb for op names, so generated specs read like kernels.
 UNIT_POOL: dict[str, str] = {"tc": "mma", "tma": "copy", "sfu": "exp", "alu": "add"}
@@ -133,7 +138,9 @@ def loop_to_spec(loop: Loop) -> dict[str, Any]:
     """The YAML-shaped spec of ``loop`` (inline machine, every delay and distance written out).
 
     An op holding one unit from issue with amount 1 is written as ``unit``/``occupancy``, any other
-    table as ``reservations``; an op without reservations has neither.
+    table as ``reservations``; an op without reservations has neither. A joint loop also gets the
+    machine's ``warps``/``registers``/``memories``/``handoff`` sections, its ``cross_role`` and every
+    op and edge field that differs from its default, so that ``load_spec`` gives the same loop back.
     """
     ops = []
     for op in loop.ops:
@@ -144,11 +151,156 @@ def loop_to_spec(loop: Loop) -> dict[str, Any]:
         elif table:
             entry["reservations"] = [{"unit": r.unit, "offset": r.offset, "cycles": r.cycles, "amount": r.amount}
                                      for r in table]
+        if loop.joint:
+            for field, default in (("issue_cycles", None), ("warps", 1), ("variable_latency", False),
+                                   ("registers", 0), ("smem", 0), ("tmem", 0), ("depth", None)):
+                if getattr(op, field) != default:
+                    entry["issue" if field == "issue_cycles" else field] = getattr(op, field)
+        if op.work:
+            entry["work"] = op.work
         ops.append(entry)
-    return {
-        "name": loop.name,
-        "machine": {"units": dict(loop.capacity)},
-        "ops": ops,
-        "edges": [{"src": loop.ops[e.src].name, "dst": loop.ops[e.dst].name, "delay": e.delay,
-                   "distance": e.distance} for e in loop.edges],
-    }
+    edges = []
+    for e in loop.edges:
+        entry = {"src": loop.ops[e.src].name, "dst": loop.ops[e.dst].name, "delay": e.delay,
+                 "distance": e.distance}
+        if loop.joint and e.blocking:
+            entry["blocking"] = True
+        if loop.joint and e.barrier != "mbarrier":
+            entry["barrier"] = e.barrier
+        edges.append(entry)
+    spec: dict[str, Any] = {"name": loop.name, "machine": {"units": dict(loop.capacity)}, "ops": ops,
+                            "edges": edges}
+    if loop.joint:
+        w = loop.warps
+        spec["machine"].update({
+            "warps": {"max": w.max_warps, "warpgroup": w.warpgroup},
+            "registers": {"file": w.register_file, "per_thread": w.max_registers,
+                          "setmaxnreg": list(w.setmaxnreg), "overhead": w.overhead},
+            "memories": {"smem": {"capacity": w.smem}, "tmem": {"capacity": w.tmem}},
+            "handoff": {"mbarrier": w.mbarrier, "named": w.named, "transfer_base": w.transfer_base,
+                        "transfer_per_kb": w.transfer_per_kb},
+        })
+        if not w.cross_role:
+            spec["cross_role"] = False
+    return spec
+
+
+# --- the joint problem -------------------------------------------------------------------------
+
+WARPGROUP = 4
+SMEM_QUANTUM = 512   # bytes: smem footprints are multiples of this
+TMEM_QUANTUM = 32    # columns
+REGISTER_QUANTUM = 8  # registers per thread
+
+
+def random_joint_loop(n_ops: int, seed: int, *,
+                      p_async: float = 0.5,
+                      max_issue: int = 2,
+                      p_warpgroup: float = 0.3,
+                      p_variable: float = 0.15,
+                      p_registers: float = 0.4,
+                      max_registers: int = 32,
+                      p_smem: float = 0.3,
+                      max_smem: int = 4096,
+                      p_tmem: float = 0.15,
+                      max_tmem: int = 128,
+                      p_depth: float = 0.1,
+                      max_depth: int = 3,
+                      p_blocking: float = 0.15,
+                      p_named: float = 0.3,
+                      cross_role: bool | None = None,
+                      p_ban: float = 0.2,
+                      max_warps: int | None = None,
+                      warps: Warps | None = None,
+                      tightness: float = 1.0,
+                      max_handoff: int = 3,
+                      transfer_per_kb: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0),
+                      name: str | None = None,
+                      **loop_knobs: Any) -> Loop:
+    """A random joint loop: ``random_loop(n_ops, seed, **loop_knobs)`` plus roles' data and a machine.
+
+    Deterministic in its arguments (its own ``random.Random``, no global state). Per op, with the
+    given probabilities: asynchronous issue (``issue_cycles`` in ``1..max_issue``, capped by the
+    duration; otherwise synchronous: busy for the whole duration), issued by a warpgroup
+    (``p_warpgroup``), variable latency (``p_variable``: a load with an async issue, often into
+    shared memory), a register result (multiples of 8 up to ``max_registers`` per thread), a
+    shared-memory result (multiples of 512 bytes up to ``max_smem``), a tensor-memory result
+    (multiples of 32 columns up to ``max_tmem``), and for a value a fixed ring depth
+    (``p_depth``, ``1..max_depth``). Per edge: blocking (``p_blocking``) and a named barrier
+    (``p_named``). ``cross_role`` None bans cross-role register values with probability ``p_ban``.
+
+    ``warps`` fixes the machine; by default ``random_warps`` draws one whose register, shared and
+    tensor memory capacities are ``tightness`` times a random fraction of the loop's footprints
+    (never below what the largest single op needs), and ``max_warps`` (default: drawn from 4, 8,
+    12, 16) caps the CTA. Hand-off barriers cost up to ``max_handoff`` cycles.
+    """
+    base = random_loop(n_ops, seed, **loop_knobs)
+    rng = random.Random(f"joint-{n_ops}-{seed}")
+    ops = []
+    for op in base.ops:
+        duration = op.duration
+        variable = rng.random() < p_variable
+        wide = not variable and rng.random() < p_warpgroup
+        if variable or rng.random() < p_async:
+            issue: int | None = rng.randint(1, max(1, min(max_issue, duration))) if duration else 0
+        else:
+            issue = None
+        registers = _quantum(rng, p_registers, max_registers, REGISTER_QUANTUM)
+        smem = _quantum(rng, 0.7 if variable else p_smem, max_smem, SMEM_QUANTUM)
+        tmem = _quantum(rng, p_tmem, max_tmem, TMEM_QUANTUM)
+        depth = rng.randint(1, max_depth) if (registers or smem or tmem) and rng.random() < p_depth else None
+        ops.append(Op(op.name, op.latency, op.reservations, issue, WARPGROUP if wide else 1, variable,
+                      registers, smem, tmem, depth))
+    edges = tuple(replace(e, blocking=rng.random() < p_blocking,
+                          barrier="named" if rng.random() < p_named else "mbarrier") for e in base.edges)
+    if cross_role is None:
+        cross_role = rng.random() >= p_ban
+    if warps is None:
+        warps = random_warps(rng, ops, max_warps=max_warps, tightness=tightness, max_handoff=max_handoff,
+                             transfer_per_kb=transfer_per_kb)
+    warps = replace(warps, cross_role=cross_role)
+    return Loop(name or f"joint-{n_ops}-{seed}", base.capacity, tuple(ops), edges, warps)
+
+
+def random_warps(rng: random.Random, ops: list[Op] | tuple[Op, ...], *, max_warps: int | None = None,
+                 tightness: float = 1.0, max_handoff: int = 3,
+                 transfer_per_kb: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)) -> Warps:
+    """A small machine for ``ops``: capacities a random fraction (times ``tightness``) of their footprints.
+
+    Every op fits on its own (per-thread registers, setmaxnreg range, shared and tensor memory), so
+    the loader accepts the loop, but the sums usually do not fit at every depth and role split.
+    """
+    if max_warps is None:
+        max_warps = rng.choice((4, 8, 8, 12, 16))
+    overhead = rng.choice((0, 8))
+    largest = overhead + max((op.registers for op in ops), default=0)
+    total = overhead + sum(op.registers for op in ops)
+    per_thread = min(255, max(largest, _round(tightness * rng.uniform(0.5, 1.5) * total, REGISTER_QUANTUM)))
+    per_thread = max(per_thread, REGISTER_QUANTUM)
+    high = _round(per_thread, REGISTER_QUANTUM, up=True)
+    groups = max(1, max_warps // WARPGROUP)
+    per_group = WARPGROUP * 32
+    file = per_group * max(_round(largest, REGISTER_QUANTUM, up=True) + REGISTER_QUANTUM,
+                           _round(tightness * rng.uniform(0.4, 1.2) * groups * high, REGISTER_QUANTUM))
+    staged = sum(op.registers * 4 * 32 * op.warps for op in ops)
+    smem_need = sum(op.smem for op in ops) + staged
+    smem = max(max((op.smem for op in ops), default=0),
+               _round(tightness * rng.uniform(0.5, 2.0) * smem_need, SMEM_QUANTUM))
+    tmem = max(max((op.tmem for op in ops), default=0),
+               _round(tightness * rng.uniform(0.5, 2.0) * sum(op.tmem for op in ops), TMEM_QUANTUM))
+    return Warps(max_warps=max_warps, warpgroup=WARPGROUP, register_file=file, max_registers=per_thread,
+                 setmaxnreg=(REGISTER_QUANTUM, high, REGISTER_QUANTUM), overhead=overhead, smem=smem, tmem=tmem,
+                 mbarrier=rng.randint(1, max(1, max_handoff)), named=rng.randint(0, max(0, max_handoff - 1)),
+                 transfer_base=rng.randint(0, 2), transfer_per_kb=rng.choice(transfer_per_kb))
+
+
+def _quantum(rng: random.Random, p: float, largest: int, quantum: int) -> int:
+    """0, or with probability ``p`` a multiple of ``quantum`` up to ``largest``."""
+    if largest < quantum or rng.random() >= p:
+        return 0
+    return quantum * rng.randint(1, largest // quantum)
+
+
+def _round(x: float, quantum: int, up: bool = False) -> int:
+    steps = -(-int(x) // quantum) if up else round(x / quantum)
+    return int(steps) * quantum
