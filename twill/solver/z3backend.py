@@ -23,6 +23,8 @@ from twill.model.objectives import objective_value
 from twill.model.schedule import Schedule
 from twill.solver.backend import Outcome, Query, Settings
 from twill.solver.bounds import ceil_div, resource_bounds, stage_bound
+from twill.solver.joint_z3 import (JOINT_OBJECTIVES, JointVars, add_joint, dense, difference_constraints,
+                                   handoff, joint_lower_bound)
 
 # Z3 resource units ("rlimit count") per deterministic second, so that one is about one wall second.
 # Measured with the TUNING below on a 2-core x86 machine (z3 5.4.1, one other busy process): random
@@ -71,27 +73,34 @@ class Z3Backend:
         for p, k in zip(slot, stage):
             solver.add(0 <= p, p < ii, 0 <= k, k <= stages_max)
 
-        add_edges(solver, loop, ii, start)
+        joint = add_joint(solver, loop, ii, slot, start) if loop.joint else None
+        add_edges(solver, loop, ii, start, joint)
         if not add_modulo_resources(solver, loop, ii, slot):
             return Outcome("infeasible", None, None, None, meter.used(), stages_max)
+
+        def at_most(name: str, bound: int) -> list[z3.BoolRef]:
+            if name == "length":
+                return length_at_most(loop, start, bound)
+            if name == "stages":
+                return [k + 1 <= bound for k in stage]
+            if joint is None:
+                raise ValueError(f"{name!r} is an objective of joint problems only")
+            return [joint.objectives[name] <= bound]
+
         for name, value in query.limits:
-            if name != "length":
-                raise ValueError(f"the Z3 backend cannot limit {name!r}")
-            solver.add(length_at_most(loop, start, value))
+            solver.add(at_most(name, value))
 
         def read(model: z3.ModelRef) -> Schedule:
-            return earliest(loop, ii, [model.eval(p, model_completion=True).as_long() for p in slot])
+            def values(terms: list[z3.ArithRef]) -> list[int]:
+                return [model.eval(term, model_completion=True).as_long() for term in terms]
+            roles = dense(values(joint.role)) if joint else None
+            return earliest(loop, Schedule(ii, tuple(values(start)), roles))
 
         def value(schedule: Schedule) -> int:
             return objective_value(loop, schedule, query.objective)
 
-        def at_most(bound: int) -> list[z3.BoolRef]:
-            if query.objective == "length":
-                return length_at_most(loop, start, bound)
-            return [k + 1 <= bound for k in stage]
-
         if query.hint is not None:
-            best = earliest(loop, ii, [query.hint.slot(i) for i in range(len(loop.ops))])
+            best = earliest(loop, query.hint)
         else:
             result = meter.check()
             if result != z3.sat:
@@ -102,7 +111,7 @@ class Z3Backend:
         while lower < value(best):
             middle = (lower + value(best)) // 2
             solver.push()
-            solver.add(at_most(middle))
+            solver.add(at_most(query.objective, middle))
             result = meter.check()
             if result == z3.sat:
                 best = read(solver.model())
@@ -148,14 +157,19 @@ def rlimit_count(solver: z3.Solver) -> int:
     return statistics.get_key_value("rlimit count") if "rlimit count" in statistics.keys() else 0
 
 
-def earliest(loop: Loop, ii: int, slots: list[int]) -> Schedule:
-    """The schedule with these slots and the least stages, by a longest path on the edges' stage
-    differences; no start is later than in any schedule with these slots, so neither is the length
-    nor the stage count (bounds.stage_bound argues the same)."""
-    arcs = [(e.src, e.dst, ceil_div(e.delay - ii * e.distance - slots[e.dst] + slots[e.src], ii))
-            for e in loop.edges]
+def earliest(loop: Loop, schedule: Schedule) -> Schedule:
+    """The schedule with the slots (and roles) of ``schedule`` and the least stages, by a longest path
+    on the stage differences of its difference constraints (for a joint loop with the ring depths
+    of ``schedule`` held, so none grows); no start is later than in ``schedule``, so neither is the
+    length nor the stage count (bounds.stage_bound argues the same)."""
+    ii, slots = schedule.ii, [schedule.slot(i) for i in range(len(loop.ops))]
+    if loop.joint:
+        constraints = difference_constraints(loop, schedule)
+    else:
+        constraints = [(e.src, e.dst, e.delay - ii * e.distance) for e in loop.edges]
+    arcs = [(u, v, ceil_div(c - slots[v] + slots[u], ii)) for u, v, c in constraints]
     stages = longest_paths(len(loop.ops), arcs)[0]
-    return Schedule(ii, tuple(ii * k + p for k, p in zip(stages, slots)))
+    return Schedule(ii, tuple(ii * k + p for k, p in zip(stages, slots)), schedule.roles)
 
 
 def lower_bound(loop: Loop, ii: int, objective: str) -> int:
@@ -165,6 +179,8 @@ def lower_bound(loop: Loop, ii: int, objective: str) -> int:
     at any cycle no more of a unit than the slot it maps to, so it respects each capacity on the plain
     timeline, and all its reservations lie in [0, length): length >= ceil(usage / capacity).
     """
+    if objective in JOINT_OBJECTIVES:
+        return joint_lower_bound(loop, ii, objective)
     asap = longest_paths(len(loop.ops), [(e.src, e.dst, e.delay - ii * e.distance) for e in loop.edges])[0]
     if objective == "stages":
         return max(asap) // ii + 1
@@ -175,9 +191,11 @@ def length_at_most(loop: Loop, start: list[z3.ArithRef], bound: int) -> list[z3.
     return [t + op.duration <= bound for op, t in zip(loop.ops, start)]
 
 
-def add_edges(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef]) -> None:
+def add_edges(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef], joint: JointVars | None) -> None:
+    """Rule 1: dependences, with the hand-off of a joint loop's edges that cross roles."""
     for e in loop.edges:
-        solver.add(start[e.dst] - start[e.src] >= e.delay - ii * e.distance)
+        crossing = handoff(loop, e, joint.role) if joint else 0
+        solver.add(start[e.dst] - start[e.src] >= e.delay + crossing - ii * e.distance)
 
 
 def add_modulo_resources(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef]) -> bool:

@@ -1,0 +1,228 @@
+"""The joint problem (docs/joint-model.md, rules 1 and 3-11) in Z3, linear only (QF_LIA).
+
+Roles are integers. Ops are ordered with the variable-latency ones first (the producer is role 0)
+and role ids obey value precedence in that order (each op takes a role already used or the next
+one), which removes the symmetry of anonymous roles; every constraint below is symmetric in the
+ids, so no schedule is lost. In-order issue is a pairwise circular non-overlap of the issue
+windows on one role; the blocking rule's ``d`` is a slot difference, wrapped once; ring depths are
+integers with ``D·II`` at least every lifetime term (a larger D only costs, so the least one is
+allowed). Setmaxnreg values are legal register counts at least the role's need; the single-warp
+roles' shared value is multiplied by the number of packed warpgroups through a case split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import z3
+
+from twill.model.joint import THREADS_PER_WARP, ceil_div, depth, handoff_cost, register_bytes
+from twill.model.loop import Dependence, Loop
+from twill.model.schedule import Schedule
+
+JOINT_OBJECTIVES = ("handoff_bytes", "ring_slots", "roles")
+
+
+@dataclass(frozen=True)
+class JointVars:
+    role: list[z3.ArithRef]                  # role id per op
+    objectives: dict[str, z3.ArithRef]       # handoff_bytes, ring_slots, roles
+
+
+def add_joint(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
+              start: list[z3.ArithRef]) -> JointVars:
+    """Add rules 3-11 (rule 1's hand-offs: ``handoff``)."""
+    ctx, ids = solver.ctx, range(min(len(loop.ops), loop.warps.max_warps))  # a role takes >= 1 warp
+    role, roles_used = add_roles(solver, loop, ids, ctx)
+    add_issue_order(solver, loop, ii, slot, role)
+    add_blocking(solver, loop, ii, slot, start, role)
+    ring = add_depths(solver, loop, ii, start, ctx)
+    crossing = [crosses(loop, v, role) for v in range(len(loop.ops))]
+    add_registers_and_warps(solver, loop, ids, role, ring, roles_used, ctx)
+    add_memories(solver, loop, ring, crossing)
+    if not loop.warps.cross_role:
+        solver.add([z3.Not(c) for c in crossing])
+    handoff_bytes = z3.Sum([z3.IntVal(0, ctx)] + [z3.If(crossing[v], register_bytes(op), 0)
+                                                  for v, op in enumerate(loop.ops) if op.registers])
+    ring_slots = z3.Sum([z3.IntVal(0, ctx)] + [ring[v] for v, op in enumerate(loop.ops) if op.smem or op.tmem])
+    return JointVars(role, {"handoff_bytes": handoff_bytes, "ring_slots": ring_slots, "roles": roles_used})
+
+
+def handoff(loop: Loop, edge: Dependence, role: list[z3.ArithRef]) -> z3.ArithRef | int:
+    """Rule 1: the extra delay of ``edge`` when its ends are on different roles."""
+    if edge.src == edge.dst:
+        return 0
+    return z3.If(role[edge.src] == role[edge.dst], 0, handoff_cost(loop, edge))
+
+
+def add_roles(solver: z3.Solver, loop: Loop, ids: range,
+              ctx: z3.Context) -> tuple[list[z3.ArithRef], z3.ArithRef]:
+    """Role ids in ``ids`` with value precedence (producer first, alone on role 0); returns them and
+    the number of roles used."""
+    n = len(loop.ops)
+    role = [z3.Int(f"r_{op.name}", ctx) for op in loop.ops]
+    producers = [v for v, op in enumerate(loop.ops) if op.variable_latency]
+    order = producers + [v for v in range(n) if v not in producers]
+    solver.add(role[order[0]] == 0)
+    highest = z3.IntVal(0, ctx)  # the largest id among the ops so far
+    for position, v in enumerate(order[1:], 1):
+        if v in producers:
+            solver.add(role[v] == 0)
+            continue
+        solver.add(role[v] >= (1 if producers else 0), role[v] <= highest + 1, role[v] < len(ids))
+        new = z3.Int(f"m_{position}", ctx)
+        solver.add(new == z3.If(role[v] > highest, role[v], highest))
+        highest = new
+    return role, highest + 1
+
+
+def add_issue_order(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
+                    role: list[z3.ArithRef]) -> None:
+    """Rule 3: ops on one role have disjoint issue windows modulo II, each window at most II."""
+    solver.add(z3.BoolVal(all(op.issue <= ii for op in loop.ops), solver.ctx))
+    busy = [v for v, op in enumerate(loop.ops) if op.issue > 0]
+    for x, i in enumerate(busy):
+        for j in busy[x + 1:]:
+            a, b = loop.ops[i].issue, loop.ops[j].issue
+            apart = z3.Or(z3.And(slot[j] >= slot[i] + a, slot[j] + b <= slot[i] + ii),
+                          z3.And(slot[i] >= slot[j] + b, slot[i] + a <= slot[j] + ii))
+            solver.add(z3.Implies(role[i] == role[j], apart))
+
+
+def add_blocking(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
+                 start: list[z3.ArithRef], role: list[z3.ArithRef]) -> None:
+    """Rule 6: for a blocking u -> v, the last instance of each other op o of v's role issued before
+    u (at t(u) - d, d in [1, II] congruent to t(u) - t(o)) has completed when v issues."""
+    for n, e in enumerate(loop.edges):
+        if not e.blocking:
+            continue
+        u, v = e.src, e.dst
+        for o, op in enumerate(loop.ops):
+            if o == v:
+                continue
+            if o == u:
+                d = ii
+            else:
+                d = z3.Int(f"d_{n}_{op.name}", solver.ctx)
+                gap = slot[u] - slot[o]
+                solver.add(1 <= d, d <= ii, z3.Or(d == gap, d == gap + ii))
+            solver.add(z3.Implies(role[o] == role[v], start[u] - d + op.duration <= start[v]))
+
+
+def add_depths(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef],
+               ctx: z3.Context) -> list[z3.ArithRef | None]:
+    """Rule 7: ring depth per op whose depth matters (a value or a fixed depth), None elsewhere."""
+    ring: list[z3.ArithRef | None] = []
+    for v, op in enumerate(loop.ops):
+        if op.depth is None and not op.has_value:
+            ring.append(None)
+            continue
+        if op.depth is not None:
+            slots = z3.IntVal(op.depth, ctx)
+        else:
+            slots = z3.Int(f"D_{op.name}", ctx)
+            solver.add(slots >= 1)
+        solver.add(slots * ii >= op.duration)
+        for e in loop.edges:
+            if e.src == v:
+                solver.add(slots * ii >= start[e.dst] + ii * e.distance + loop.ops[e.dst].duration - start[v])
+        ring.append(slots)
+    return ring
+
+
+def crosses(loop: Loop, v: int, role: list[z3.ArithRef]) -> z3.BoolRef:
+    """The register value of op ``v`` is read on another role."""
+    if not loop.ops[v].registers:
+        return z3.BoolVal(False, role[v].ctx)
+    return z3.Or([z3.BoolVal(False, role[v].ctx)] +
+                 [role[e.dst] != role[v] for e in loop.edges if e.src == v and e.dst != v])
+
+
+def add_registers_and_warps(solver: z3.Solver, loop: Loop, ids: range, role: list[z3.ArithRef],
+                            ring: list[z3.ArithRef | None], roles_used: z3.ArithRef, ctx: z3.Context) -> None:
+    """Rules 5 and 8: per-role register needs, setmaxnreg values, the register file and the warps."""
+    w = loop.warps
+    wide_ops = [v for v, op in enumerate(loop.ops) if op.warps > 1]
+    holders = [v for v, op in enumerate(loop.ops) if op.registers]
+    shared = legal_setting(solver, loop, "shared", ctx)
+    per_role, wide_count, single_count = [], [], []
+    for r in ids:
+        used = r < roles_used
+        wide = z3.Or([z3.BoolVal(False, ctx)] + [role[v] == r for v in wide_ops])
+        single = z3.And(used, z3.Not(wide))
+        need = w.overhead + z3.Sum([z3.IntVal(0, ctx)] + [z3.If(role[v] == r, loop.ops[v].registers * ring[v], 0)
+                                                         for v in holders])
+        solver.add(z3.Implies(used, need <= w.max_registers), z3.Implies(single, shared >= need))
+        if wide_ops:
+            setting = legal_setting(solver, loop, f"set_{r}", ctx)
+            solver.add(z3.Implies(wide, setting >= need))
+            per_role.append(z3.If(wide, setting, 0))
+        wide_count.append(z3.If(wide, 1, 0))
+        single_count.append(z3.If(single, 1, 0))
+    groups = z3.Int("packed_groups", ctx)  # ceil(#single-warp roles / warpgroup)
+    singles = z3.Sum(single_count)
+    solver.add(w.warpgroup * groups >= singles, w.warpgroup * groups < singles + w.warpgroup)
+    solver.add(w.warpgroup * (z3.Sum(wide_count) + groups) <= w.max_warps)
+    packed = [z3.If(groups == g, g * shared, 0) for g in range(1, ceil_div(len(ids), w.warpgroup) + 1)]
+    per_group = w.warpgroup * THREADS_PER_WARP
+    solver.add(per_group * z3.Sum([z3.IntVal(0, ctx)] + per_role + packed) <= w.register_file)
+
+
+def legal_setting(solver: z3.Solver, loop: Loop, name: str, ctx: z3.Context) -> z3.ArithRef:
+    """A setmaxnreg value: the minimum or a multiple of the step, within [min, max]."""
+    low, high, step = loop.warps.setmaxnreg
+    value, multiple = z3.Int(name, ctx), z3.Int(f"{name}_steps", ctx)
+    solver.add(low <= value, value <= high, z3.Or(value == low, value == step * multiple))
+    return value
+
+
+def add_memories(solver: z3.Solver, loop: Loop, ring: list[z3.ArithRef | None], crossing: list[z3.BoolRef]) -> None:
+    """Rules 9 and 10: rings of every value in shared and tensor memory, and staging of crossing registers."""
+    smem = [op.smem * ring[v] for v, op in enumerate(loop.ops) if op.smem]
+    smem += [z3.If(crossing[v], register_bytes(op) * ring[v], 0) for v, op in enumerate(loop.ops) if op.registers]
+    tmem = [op.tmem * ring[v] for v, op in enumerate(loop.ops) if op.tmem]
+    if smem:
+        solver.add(z3.Sum(smem) <= loop.warps.smem)
+    if tmem:
+        solver.add(z3.Sum(tmem) <= loop.warps.tmem)
+
+
+def dense(roles: list[int]) -> tuple[int, ...]:
+    """Role ids renumbered 0, 1, ... in order of their first op."""
+    ids: dict[int, int] = {}
+    return tuple(ids.setdefault(r, len(ids)) for r in roles)
+
+
+def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, int, int]]:
+    """(u, v, c) with ``t(v) - t(u) >= c``: every joint rule on the stages once the slots, roles and
+    ring depths of ``schedule`` are held (docs/joint-model.md, "Stage bound"): edges with their
+    hand-offs, blocking rules and lifetimes within the schedule's depths."""
+    ii, t, roles = schedule.ii, schedule.starts, schedule.roles
+    found = [(e.src, e.dst, e.delay - ii * e.distance
+              + (handoff_cost(loop, e) if roles[e.src] != roles[e.dst] else 0)) for e in loop.edges]
+    for e in loop.edges:
+        if e.blocking:
+            found += [(e.src, e.dst, op.duration - ((t[e.src] - t[o] - 1) % ii + 1))
+                      for o, op in enumerate(loop.ops) if o != e.dst and roles[o] == roles[e.dst]]
+    for v, op in enumerate(loop.ops):
+        if op.has_value or op.depth is not None:
+            slots = depth(loop, schedule, v)
+            found += [(e.dst, v, ii * e.distance + loop.ops[e.dst].duration - slots * ii)
+                      for e in loop.edges if e.src == v]
+    return found
+
+
+def joint_lower_bound(loop: Loop, ii: int, objective: str) -> int:
+    """Cheap proven bounds: no bytes; rings as deep as each value's nearest consumer needs; a
+    producer role apart from the rest."""
+    if objective == "handoff_bytes":
+        return 0
+    if objective == "roles":
+        producers = sum(op.variable_latency for op in loop.ops)
+        return 1 + (0 < producers < len(loop.ops))
+    least = 0
+    for v, op in enumerate(loop.ops):
+        if op.smem or op.tmem:
+            live = max([op.duration] + [e.delay + loop.ops[e.dst].duration for e in loop.edges if e.src == v])
+            least += op.depth if op.depth is not None else max(1, ceil_div(live, ii))
+    return least
