@@ -256,38 +256,45 @@ def random_joint_loop(n_ops: int, seed: int, *,
     if cross_role is None:
         cross_role = rng.random() >= p_ban
     if warps is None:
-        warps = random_warps(rng, ops, max_warps=max_warps, tightness=tightness, max_handoff=max_handoff,
+        warps = random_warps(rng, ops, edges, max_warps=max_warps, tightness=tightness, max_handoff=max_handoff,
                              transfer_per_kb=transfer_per_kb)
     warps = replace(warps, cross_role=cross_role)
     return Loop(name or f"joint-{n_ops}-{seed}", base.capacity, tuple(ops), edges, warps)
 
 
-def random_warps(rng: random.Random, ops: list[Op] | tuple[Op, ...], *, max_warps: int | None = None,
-                 tightness: float = 1.0, max_handoff: int = 3,
+def random_warps(rng: random.Random, ops: list[Op] | tuple[Op, ...], edges: tuple[Dependence, ...] = (), *,
+                 max_warps: int | None = None, tightness: float = 1.0, max_handoff: int = 3,
                  transfer_per_kb: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)) -> Warps:
     """A small machine for ``ops``: capacities a random fraction (times ``tightness``) of their footprints.
 
-    Every op fits on its own (per-thread registers, setmaxnreg range, shared and tensor memory), so
-    the loader accepts the loop, but the sums usually do not fit at every depth and role split.
+    Each footprint is counted at the least ring depth it can have: its fixed depth, or for a value
+    that its own next iteration reads (a self edge of distance d) d + 1 slots (docs/joint-model.md
+    rule 7), else 1. Every op fits on its own (per-thread registers, setmaxnreg range, shared and
+    tensor memory), so the loader accepts the loop, but the sums usually do not fit at every depth
+    and role split.
     """
+    least = [max([1] + [e.distance + (1 if op.duration else 0) for e in edges if e.src == e.dst == i])
+             if op.depth is None else op.depth for i, op in enumerate(ops)]
     if max_warps is None:
         max_warps = rng.choice((4, 8, 8, 12, 16))
     overhead = rng.choice((0, 8))
-    largest = overhead + max((op.registers for op in ops), default=0)
-    total = overhead + sum(op.registers for op in ops)
-    per_thread = min(255, max(largest, _round(tightness * rng.uniform(0.5, 1.5) * total, REGISTER_QUANTUM)))
+    regs = [op.registers * d for op, d in zip(ops, least)]
+    producer = sum(r for r, op in zip(regs, ops) if op.variable_latency)  # all on one role
+    largest = overhead + max(regs + [producer])
+    total = overhead + sum(regs)
+    per_thread = min(255, max(largest, _round(tightness * rng.uniform(0.75, 1.5) * total, REGISTER_QUANTUM)))
     per_thread = max(per_thread, REGISTER_QUANTUM)
     high = _round(per_thread, REGISTER_QUANTUM, up=True)
     groups = max(1, max_warps // WARPGROUP)
     per_group = WARPGROUP * 32
     file = per_group * max(_round(largest, REGISTER_QUANTUM, up=True) + REGISTER_QUANTUM,
                            _round(tightness * rng.uniform(0.4, 1.2) * groups * high, REGISTER_QUANTUM))
-    staged = sum(op.registers * 4 * 32 * op.warps for op in ops)
-    smem_need = sum(op.smem for op in ops) + staged
-    smem = max(max((op.smem for op in ops), default=0),
-               _round(tightness * rng.uniform(0.5, 2.0) * smem_need, SMEM_QUANTUM))
-    tmem = max(max((op.tmem for op in ops), default=0),
-               _round(tightness * rng.uniform(0.5, 2.0) * sum(op.tmem for op in ops), TMEM_QUANTUM))
+    staged = sum(op.registers * 4 * 32 * op.warps * d for op, d in zip(ops, least))
+    smems = [op.smem * d for op, d in zip(ops, least)]
+    tmems = [op.tmem * d for op, d in zip(ops, least)]
+    smem = max(max(smems, default=0),
+               _round(tightness * rng.uniform(0.75, 2.0) * (sum(smems) + staged), SMEM_QUANTUM))
+    tmem = max(max(tmems, default=0), _round(tightness * rng.uniform(0.75, 2.0) * sum(tmems), TMEM_QUANTUM))
     return Warps(max_warps=max_warps, warpgroup=WARPGROUP, register_file=file, max_registers=per_thread,
                  setmaxnreg=(REGISTER_QUANTUM, high, REGISTER_QUANTUM), overhead=overhead, smem=smem, tmem=tmem,
                  mbarrier=rng.randint(1, max(1, max_handoff)), named=rng.randint(0, max(0, max_handoff - 1)),

@@ -1,0 +1,369 @@
+"""A brute-force exact solver of the joint problem (docs/joint-model.md) for tiny loops.
+
+It enumerates everything the solvers decide except the stages, derives the least stages exactly, and
+accepts a schedule only if the independent verifier (``twill.solver.verify``) does. It imports no
+solver backend and not ``twill.model.joint`` or ``twill.solver.bounds``: durations, hand-off costs,
+ring charges and the register layout are recomputed here from the ``Loop`` value and the document.
+
+Why this is exact
+-----------------
+At a fixed II write every start ``t(v) = II*k(v) + p(v)`` with slot ``p(v)`` in ``[0, II)``.
+
+* Units (rule 2), in-order issue (3), variable latency (4), warps (5) and the ban (11) depend on the
+  roles and slots only, so they are checked while roles and slots are enumerated. Roles are anonymous:
+  only canonical assignments are visited (restricted growth strings: op 0 on role 0, every op on a
+  role already used or on the next new one), which lists each partition of the ops once.
+* Shifting every start by the same amount keeps every rule (they all read differences of starts or
+  residues modulo II) and only changes the length, so some optimal schedule has an op at cycle 0,
+  hence at slot 0: only slot vectors containing a 0 are visited.
+* Given roles and slots, rules 1 (with its hand-off), 6 (``d`` reads slots only) and the lifetime
+  bound ``L(v) <= D(v)*II`` for a chosen ring depth ``D(v)`` are difference constraints on the
+  stages ``k``; their least non-negative solution ``k*`` (longest paths, Bellman-Ford) is below every
+  other solution. Registers (8), shared (9) and tensor memory (10) grow with the depths.
+* Take any feasible schedule s, with depths ``D_s``. The least solution for (roles(s), slots(s),
+  ``D_s``) has starts <= those of s, so its lifetimes fit in ``D_s`` slots, its own depths are
+  <= ``D_s`` (registers and memories still fit, ring slots do not grow), its length is <= that of s,
+  and its roles and hand-offs are the same: it is at least as good on every objective. Its stages
+  are at most ``K``, the sum of the ``n-1`` largest stage weights of the document's "Stage bound"
+  (recomputed below), so its depths are at most ``cap(v)`` (the lifetime a start <= ``K*II+II-1``
+  allows). So enumerating, for each op with a value and no fixed depth, ``D(v)`` from the least its
+  own duration allows up to ``cap(v)``, keeping only depth vectors whose charges fit the register,
+  shared and tensor memory budgets (they only grow with the depths, so the enumeration prunes
+  there), misses no objective value, and the lexicographic minimum over the verified least
+  solutions is the optimum.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator
+
+from twill.model.loop import Loop
+from twill.model.objectives import JOINT_LEVELS, objective_value
+from twill.model.schedule import Schedule
+from twill.solver.verify import verify
+
+THREADS_PER_WARP = 32
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def duration(op) -> int:
+    return max([op.latency] + [r.offset + r.cycles for r in op.reservations])
+
+
+def issue_of(op) -> int:
+    return duration(op) if op.issue_cycles is None else op.issue_cycles
+
+
+def value_bytes(op) -> int:
+    return op.registers * 4 * THREADS_PER_WARP * op.warps
+
+
+def handoff(loop: Loop, edge) -> int:
+    """Barrier cycles plus ceil(transfer_base + transfer_per_kb * bytes / 1024) for a register value."""
+    w = loop.warps
+    barrier = w.mbarrier if edge.barrier == "mbarrier" else w.named
+    nbytes = value_bytes(loop.ops[edge.src])
+    if not nbytes:
+        return barrier
+    exact = Fraction(w.transfer_base) + Fraction(w.transfer_per_kb) * nbytes / 1024
+    return barrier + ceil_div(exact.numerator, exact.denominator)
+
+
+def canonical_roles(n: int) -> Iterator[tuple[int, ...]]:
+    """Every partition of ``n`` ops into roles once: restricted growth strings."""
+    def grow(prefix: list[int], top: int):
+        if len(prefix) == n:
+            yield tuple(prefix)
+            return
+        for r in range(top + 2):
+            prefix.append(r)
+            yield from grow(prefix, max(top, r))
+            prefix.pop()
+    if n:
+        yield from grow([0], 0)
+
+
+def least_stages(n: int, arcs: list[tuple[int, int, int]]) -> list[int] | None:
+    """Least ``k >= 0`` with ``k[dst] - k[src] >= w`` on every arc; None on a positive cycle."""
+    k = [0] * n
+    for _ in range(n + 1):
+        changed = False
+        for src, dst, w in arcs:
+            if k[src] + w > k[dst]:
+                k[dst] = k[src] + w
+                changed = True
+        if not changed:
+            return k
+    return None
+
+
+@dataclass(frozen=True)
+class JointOptimum:
+    ii: int
+    values: tuple[int, ...]   # per twill.model.objectives.JOINT_LEVELS: length, handoff_bytes, ring_slots, roles
+    schedule: Schedule
+
+    def value(self, name: str) -> int:
+        return self.values[JOINT_LEVELS.index(name)]
+
+
+class _Instance:
+    """Per-II data of one loop, and the enumeration."""
+
+    def __init__(self, loop: Loop, ii: int):
+        self.loop, self.ii, self.w = loop, ii, loop.warps
+        ops = loop.ops
+        self.n = len(ops)
+        self.dur = [duration(op) for op in ops]
+        self.issue = [issue_of(op) for op in ops]
+        self.handoff = [handoff(loop, e) for e in loop.edges]
+        self.out = [[e for e in loop.edges if e.src == v] for v in range(self.n)]
+        self.units = list(loop.capacity)
+        self.pattern = [[self._load(op, p) for p in range(ii)] for op in ops]
+        # Stage bound K (docs/joint-model.md, "Stage bound"), recomputed.
+        weights = [ceil_div(e.delay + h - ii * e.distance + ii - 1, ii) for e, h in zip(loop.edges, self.handoff)]
+        for e in loop.edges:
+            if e.blocking:
+                weights.append(ceil_div(max((d for o, d in enumerate(self.dur) if o != e.dst), default=0) + ii - 2, ii))
+            if self._has_value(e.src) or ops[e.src].depth is not None:
+                weights.append(e.distance + ceil_div(self.dur[e.dst] + ii - 1, ii) - 1)
+        weights = sorted((max(0, x) for x in weights), reverse=True)
+        self.stage_bound = sum(weights[: max(self.n - 1, 0)])
+        latest = self.stage_bound * ii + ii - 1
+        self.depth_range = []
+        for v, op in enumerate(ops):
+            low = max(1, ceil_div(self.dur[v], ii))
+            if op.depth is not None:
+                self.depth_range.append((op.depth, op.depth))
+            elif not self._has_value(v):
+                self.depth_range.append(None)  # charged nowhere: no lifetime constraint
+            else:
+                life = max([self.dur[v]] + [latest + ii * e.distance + self.dur[e.dst] for e in self.out[v]])
+                self.depth_range.append((low, max(low, ceil_div(life, ii))))
+
+    def _has_value(self, v: int) -> bool:
+        op = self.loop.ops[v]
+        return op.registers > 0 or op.smem > 0 or op.tmem > 0
+
+    def _load(self, op, p: int) -> list[tuple[int, int, int]]:
+        load: dict[tuple[int, int], int] = {}
+        for res in op.reservations:
+            u = self.units.index(res.unit)
+            for c in range(res.cycles):
+                key = (u, (p + res.offset + c) % self.ii)
+                load[key] = load.get(key, 0) + res.amount
+        return [(u, r, a) for (u, r), a in load.items()]
+
+    # --- role-level rules (4, 5, 11) -----------------------------------------------------------
+
+    def roles_ok(self, roles: tuple[int, ...]) -> bool:
+        ops, w = self.loop.ops, self.w
+        producers = {roles[v] for v, op in enumerate(ops) if op.variable_latency}
+        if len(producers) > 1:
+            return False
+        if any(roles[v] in producers and not op.variable_latency for v, op in enumerate(ops)):
+            return False
+        wide = {roles[v] for v, op in enumerate(ops) if op.warps > 1}
+        small = set(roles) - wide
+        if w.warpgroup * (len(wide) + ceil_div(len(small), w.warpgroup)) > w.max_warps:
+            return False
+        if not w.cross_role and any(ops[e.src].registers > 0 and roles[e.src] != roles[e.dst]
+                                    for e in self.loop.edges):
+            return False
+        return all(i <= self.ii for i in self.issue)
+
+    # --- charges of a depth vector (rules 8-10), monotone in the depths -------------------------
+
+    def charges_fit(self, roles: tuple[int, ...], depth: list[int]) -> bool:
+        ops, w = self.loop.ops, self.w
+        need: dict[int, int] = {}
+        wide: dict[int, bool] = {}
+        for v, op in enumerate(ops):
+            need[roles[v]] = need.get(roles[v], w.overhead) + op.registers * depth[v]
+            wide[roles[v]] = wide.get(roles[v], False) or op.warps > 1
+        if any(x > w.max_registers for x in need.values()):
+            return False
+        low, high, step = w.setmaxnreg
+        legal = lambda x: max(low, ceil_div(x, step) * step)  # noqa: E731
+        small = [r for r in need if not wide[r]]
+        shared = legal(max((need[r] for r in small), default=0))
+        values = [legal(need[r]) for r in need if wide[r]] + ([shared] if small else [])
+        used = w.warpgroup * THREADS_PER_WARP * (sum(legal(need[r]) for r in need if wide[r])
+                                                 + ceil_div(len(small), w.warpgroup) * shared)
+        if used > w.register_file or any(x > high for x in values):
+            return False
+        crossing = {e.src for e in self.loop.edges if ops[e.src].registers > 0 and roles[e.src] != roles[e.dst]}
+        smem = sum(op.smem * depth[v] for v, op in enumerate(ops)) \
+            + sum(value_bytes(ops[v]) * depth[v] for v in crossing)
+        tmem = sum(op.tmem * depth[v] for v, op in enumerate(ops))
+        return smem <= w.smem and tmem <= w.tmem
+
+    # --- enumeration ----------------------------------------------------------------------------
+
+    def slot_vectors(self, roles: tuple[int, ...]) -> Iterator[list[int]]:
+        """Slots that fit every unit (rule 2) and every role's issue windows (rule 3), one op at a time."""
+        n, ii = self.n, self.ii
+        load = [[0] * ii for _ in self.units]
+        cap = [self.loop.capacity[u] for u in self.units]
+        busy: dict[int, list[bool]] = {r: [False] * ii for r in set(roles)}
+        slots = [0] * n
+
+        def place(v: int):
+            if v == n:
+                if 0 in slots:
+                    yield slots
+                return
+            mine = busy[roles[v]]
+            for p in range(ii):
+                window = [(p + c) % ii for c in range(self.issue[v])]
+                if any(mine[s] for s in window):
+                    continue
+                pattern = self.pattern[v][p]
+                fits = True
+                for u, r, a in pattern:
+                    load[u][r] += a
+                    fits = fits and load[u][r] <= cap[u]
+                if fits:
+                    for s in window:
+                        mine[s] = True
+                    slots[v] = p
+                    yield from place(v + 1)
+                    for s in window:
+                        mine[s] = False
+                for u, r, a in pattern:
+                    load[u][r] -= a
+
+        yield from place(0)
+
+    def base_arcs(self, roles: tuple[int, ...], p: list[int]) -> list[tuple[int, int, int]]:
+        """Stage arcs of rule 1 (with hand-offs) and rule 6 for these roles and slots."""
+        ii, arcs = self.ii, []
+        for e, h in zip(self.loop.edges, self.handoff):
+            need = e.delay + (h if roles[e.src] != roles[e.dst] else 0) - ii * e.distance
+            arcs.append((e.src, e.dst, ceil_div(need - p[e.dst] + p[e.src], ii)))
+            if e.blocking:
+                u, v = e.src, e.dst
+                for o in range(self.n):
+                    if o != v and roles[o] == roles[v]:
+                        d = (p[u] - p[o] - 1) % ii + 1   # t(u) - (latest start of o strictly before t(u))
+                        arcs.append((u, v, ceil_div(self.dur[o] - d - p[v] + p[u], ii)))
+        return arcs
+
+    def depth_arcs(self, p: list[int], v: int, depth: int) -> list[tuple[int, int, int]]:
+        """L(v) <= depth * II: for each consumer c, t(v) - t(c) >= II*delta + dur(c) - depth*II."""
+        ii = self.ii
+        return [(e.dst, v, ceil_div(ii * e.distance + self.dur[e.dst] - depth * ii - p[v] + p[e.dst], ii))
+                for e in self.out[v]]
+
+    def candidates(self) -> Iterator[Schedule]:
+        """Least-stage schedules of every (roles, slots, depths) that pass the rules checked here."""
+        ii, n = self.ii, self.n
+        charged = [v for v in range(n) if self.depth_range[v] is not None]
+        for roles in canonical_roles(n):
+            if not self.roles_ok(roles):
+                continue
+            floor = [r[0] if r else 1 for r in self.depth_range]
+            if not self.charges_fit(roles, floor):
+                continue
+            for p in self.slot_vectors(roles):
+                base = self.base_arcs(roles, p)
+                fixed = [v for v in charged if self.depth_range[v][0] == self.depth_range[v][1]]
+                base += [a for v in fixed for a in self.depth_arcs(p, v, self.depth_range[v][0])]
+                if least_stages(n, base) is None:
+                    continue  # depth limits only add arcs
+                free = [v for v in charged if v not in fixed]
+                # This instance's own stage bound: arcs only get lighter as depths grow past 1.
+                heaviest = base + [a for v in free for a in self.depth_arcs(p, v, 1)]
+                weights = sorted((w for _, _, w in heaviest if w > 0), reverse=True)
+                latest = [sum(weights[: n - 1]) * ii + p[v] for v in range(n)]
+                high = {v: min(self.depth_range[v][1], max(self.depth_range[v][0], ceil_div(max(
+                    [self.dur[v]] + [latest[e.dst] + ii * e.distance + self.dur[e.dst] - p[v] for e in self.out[v]]),
+                    ii))) for v in free}
+                depth = list(floor)
+
+                def choose(i: int, arcs: list):
+                    if i == len(free):
+                        k = least_stages(n, arcs)
+                        if k is not None:
+                            yield Schedule(ii, tuple(ii * k[v] + p[v] for v in range(n)), roles)
+                        return
+                    v = free[i]
+                    for d in range(self.depth_range[v][0], high[v] + 1):
+                        depth[v] = d
+                        if not self.charges_fit(roles, depth):
+                            break  # charges only grow with d
+                        yield from choose(i + 1, arcs + self.depth_arcs(p, v, d))
+                    depth[v] = self.depth_range[v][0]
+
+                yield from choose(0, base)
+
+
+def feasible_at(loop: Loop, ii: int) -> Schedule | None:
+    """A verified schedule at ``ii``, or None when the joint problem has none there."""
+    for schedule in _Instance(loop, ii).candidates():
+        if not verify(loop, schedule):
+            return schedule
+    return None
+
+
+def optimum_at(loop: Loop, ii: int) -> JointOptimum | None:
+    """The lexicographic optimum (length, handoff_bytes, ring_slots, roles) at ``ii``, or None."""
+    best: tuple | None = None
+    for schedule in _Instance(loop, ii).candidates():
+        key = tuple(objective_value(loop, schedule, name) for name in JOINT_LEVELS)
+        if best is not None and key >= best[0]:
+            continue
+        if verify(loop, schedule):
+            continue
+        best = (key, schedule)
+    return None if best is None else JointOptimum(ii, best[0], best[1])
+
+
+def stage_bound(loop: Loop, ii: int) -> int:
+    """The oracle's own recomputation of the stage bound K at ``ii``."""
+    return _Instance(loop, ii).stage_bound
+
+
+def minimal_ii(loop: Loop, max_ii: int, start: int = 1) -> int | None:
+    """The least feasible II in ``[start, max_ii]``, or None."""
+    for ii in range(start, max_ii + 1):
+        if feasible_at(loop, ii) is not None:
+            return ii
+    return None
+
+
+def joint_oracle(loop: Loop, max_ii: int, start: int = 1) -> JointOptimum | None:
+    """The least II in ``[start, max_ii]`` and the lexicographic optimum there, or None."""
+    ii = minimal_ii(loop, max_ii, start)
+    return None if ii is None else optimum_at(loop, ii)
+
+
+# --- the tiny random family shared by the joint tests ------------------------------------------
+
+def tiny_loop(seed: int) -> Loop:
+    """2-4 ops with small latencies, hand-offs and capacities, so that the oracle is fast; knobs by seed."""
+    from twill.model.generate import random_joint_loop
+    knobs = random.Random(f"tiny-joint-{seed}")
+    return random_joint_loop(
+        knobs.choice((2, 3, 3, 4)), seed,
+        units=knobs.randint(1, 3), max_latency=3, max_occupancy=2, max_offset=1, max_distance=1,
+        carried=knobs.randint(0, 2), p_multi=0.1,
+        max_issue=2, max_registers=16, max_handoff=2, transfer_per_kb=(0.0, 0.5),
+        p_blocking=knobs.choice((0.0, 0.3)), p_variable=knobs.choice((0.0, 0.25)),
+        p_depth=knobs.choice((0.0, 0.2)), p_ban=0.25, tightness=knobs.choice((0.8, 1.0, 1.5)))
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_optimum(seed: int, span: int = 6) -> JointOptimum | None:
+    """The oracle on ``tiny_loop(seed)`` over II in [MII, MII + span] (MII from twill.solver.bounds)."""
+    from twill.solver.bounds import compute_bounds
+    loop = tiny_loop(seed)
+    mii = compute_bounds(loop).mii
+    return joint_oracle(loop, mii + span, mii)
