@@ -3,7 +3,8 @@
 Per op: slot p in [0, II), stage k in [0, K] and start t = II*k + p (linear, II is a constant).
 Edges are linear. A reservation of c cycles adds floor(c/II) full turns of constant load and an arc
 of c mod II cycles; arcs are laid out on a linear timeline in copies II apart, so that a (cumulative
-or no-overlap) constraint there is exactly the modulo constraint (docs/formulation.md).
+or no-overlap) constraint there is exactly the modulo constraint (docs/formulation.md). A joint loop
+adds roles and the rules of docs/joint-model.md (joint_cpsat.py).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import time
 from ortools.sat.python import cp_model
 
 from twill.model.loop import Loop
+from twill.model.objectives import objective_value
 from twill.model.schedule import Schedule
 from twill.solver.backend import Outcome, Query, Settings
 from twill.solver.bounds import stage_bound
+from twill.solver.joint_cpsat import add_joint
 
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
           cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "unknown"}
@@ -36,7 +39,8 @@ class CpSatBackend:
 
         for e in loop.edges:
             model.add(start[e.dst] - start[e.src] >= e.delay - ii * e.distance)
-        if not add_modulo_resources(model, loop, ii, slot):
+        joint = add_joint(model, loop, ii, slot, start, stages_max) if loop.joint else None
+        if not add_modulo_resources(model, loop, ii, slot) or (loop.joint and joint is None):
             return Outcome("infeasible", None, None, None, 0.0, stages_max)
 
         horizon = ii * (stages_max + 1) + max(op.duration for op in loop.ops)
@@ -46,7 +50,7 @@ class CpSatBackend:
         stages = model.new_int_var(1, stages_max + 1, "stages")
         for k in stage:
             model.add(stages >= k + 1)
-        objectives = {"length": length, "stages": stages}
+        objectives = {"length": length, "stages": stages, **(joint.objectives if joint else {})}
         for name, value in query.limits:
             model.add(objectives[name] <= value)
         model.minimize(objectives[query.objective])
@@ -54,6 +58,8 @@ class CpSatBackend:
             for p, k, t in zip(slot, stage, query.hint.starts):
                 model.add_hint(p, t % ii)
                 model.add_hint(k, t // ii)
+            if joint and query.hint.roles is not None:
+                joint.add_hint(model, loop, query.hint.roles)
 
         solver = cp_model.CpSolver()
         self._configure(solver.parameters, seconds)
@@ -63,8 +69,8 @@ class CpSatBackend:
             else time.perf_counter() - began
         if status in ("infeasible", "unknown"):
             return Outcome(status, None, None, None, work, stages_max)
-        schedule = Schedule(ii, tuple(solver.value(t) for t in start))
-        return Outcome(status, schedule, int(solver.objective_value),
+        schedule = Schedule(ii, tuple(solver.value(t) for t in start), joint.decode(solver) if joint else None)
+        return Outcome(status, schedule, objective_value(loop, schedule, query.objective),
                        int(round(solver.best_objective_bound)), work, stages_max)
 
     def _configure(self, params, seconds: float | None) -> None:

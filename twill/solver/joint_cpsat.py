@@ -1,0 +1,220 @@
+"""The joint problem (docs/joint-model.md, constraints 1 and 3-11) on top of the CP-SAT modulo model.
+
+Roles are candidate slots: a fixed producer role 0 holding exactly the variable-latency ops (if any),
+then ``min(#other ops, max_warps - producer)`` roles, with a boolean ``x[v][r]`` per op and role
+(exactly one per op) and value precedence among the non-producer roles (op v may take role r only if
+an earlier op took r - 1), which keeps one assignment per partition of the ops. Every other quantity
+is bounded from the side the rules need, so its least value is what the verifier computes: a role
+is used or wide exactly when it holds such an op, ``differ(a, b)`` is exactly ``role(a) != role(b)``,
+a ring depth ``D(v)`` satisfies ``D(v)·II >= L(v)``, setmaxnreg values are legal values at least the
+need. Registers, memories and the objectives only grow with these, so lowering each to its least value
+keeps any solution feasible: the model is exact, and an INFEASIBLE is a proof.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+from twill.model.joint import THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, register_bytes
+from twill.model.loop import Loop
+
+
+@dataclass
+class JointModel:
+    """The role booleans ``x[op][role]`` and the joint objectives, as CP-SAT expressions."""
+
+    x: list[list[cp_model.IntVar]]
+    objectives: dict[str, cp_model.LinearExpr]
+
+    def decode(self, solver: cp_model.CpSolver) -> tuple[int, ...]:
+        """Role per op, renumbered densely in order of first op."""
+        chosen = [next(r for r, b in enumerate(row) if solver.boolean_value(b)) for row in self.x]
+        return dense(chosen)
+
+    def add_hint(self, model: cp_model.CpModel, loop: Loop, roles: tuple[int, ...]) -> None:
+        """Hint ``roles`` (any numbering), mapped onto this model's canonical role slots."""
+        canonical = {roles[v]: 0 for v, op in enumerate(loop.ops) if op.variable_latency}
+        for role in roles:
+            canonical.setdefault(role, len(canonical))
+        for v, row in enumerate(self.x):
+            for r, b in enumerate(row):
+                model.add_hint(b, canonical[roles[v]] == r)
+
+
+def dense(roles: list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    """Role ids 0, 1, ... in order of first appearance."""
+    ids: dict[int, int] = {}
+    return tuple(ids.setdefault(r, len(ids)) for r in roles)
+
+
+def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_max: int) -> JointModel | None:
+    """Add the joint rules at ``ii``; None when they cannot hold at this II whatever the schedule."""
+    w, ops = loop.warps, loop.ops
+    legal = legal_setmaxnreg(loop)
+    if any(op.issue > ii for op in ops) or not legal:
+        return None
+    producer = any(op.variable_latency for op in ops)
+    others = [v for v, op in enumerate(ops) if not op.variable_latency]
+    count = producer + max(0, min(len(others), w.max_warps - producer))
+    x = [[model.new_bool_var(f"x_{op.name}_{r}") for r in range(count)] for op in ops]
+    for v, op in enumerate(ops):
+        model.add_exactly_one(x[v])
+        if producer:
+            model.add(x[v][0] == int(op.variable_latency))
+    add_value_precedence(model, x, others, producer)
+    differ = RoleDiffer(model, x)
+
+    add_issue(model, loop, ii, slot, x)
+    crossing = add_edges(model, loop, ii, start, differ)
+    add_blocking(model, loop, ii, slot, start, differ)
+    depth = add_depths(model, loop, ii, start, stages_max)
+    used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
+    wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
+    add_registers(model, loop, x, depth, used, wide, legal)
+    staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
+    model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)
+              + sum(register_bytes(ops[v]) * staged[v] for v in staged) <= w.smem)
+    model.add(sum(op.tmem * depth[v] for v, op in enumerate(ops) if op.tmem) <= w.tmem)
+
+    objectives = {
+        "handoff_bytes": cp_model.LinearExpr.sum([register_bytes(ops[v]) * crossing[v] for v in crossing]),
+        "ring_slots": cp_model.LinearExpr.sum([depth[v] for v, op in enumerate(ops) if op.smem or op.tmem]),
+        "roles": cp_model.LinearExpr.sum(used),
+    }
+    return JointModel(x, objectives)
+
+
+def legal_setmaxnreg(loop: Loop) -> list[int]:
+    """Every value setmaxnreg can take: the minimum or a multiple of the step, up to the maximum."""
+    low, high, step = loop.warps.setmaxnreg
+    return [v for v in sorted({low, *range(ceil_div(low, step) * step, high + 1, step)}) if v <= high]
+
+
+def add_value_precedence(model: cp_model.CpModel, x, others: list[int], producer: bool) -> None:
+    """Among non-producer ops in order, role r is taken only after role r - 1 (roles are anonymous)."""
+    for k, v in enumerate(others):
+        for r in range(producer + 1, len(x[v])):
+            model.add(x[v][r] <= sum(x[u][r - 1] for u in others[:k]))
+
+
+class RoleDiffer:
+    """One boolean per pair of ops, true exactly when they are on different roles."""
+
+    def __init__(self, model: cp_model.CpModel, x):
+        self.model, self.x, self.pairs = model, x, {}
+
+    def __call__(self, a: int, b: int) -> cp_model.IntVar:
+        key = (min(a, b), max(a, b))
+        if key not in self.pairs:
+            d = self.pairs[key] = self.model.new_bool_var(f"differ_{key[0]}_{key[1]}")
+            for xa, xb in zip(self.x[a], self.x[b]):
+                self.model.add(d >= xa - xb)
+                self.model.add(xa + xb + d <= 2)
+        return self.pairs[key]
+
+
+def flag(model: cp_model.CpModel, literals: list, name: str) -> cp_model.IntVar:
+    """A boolean that is exactly the OR of ``literals``."""
+    f = model.new_bool_var(name)
+    if literals:
+        model.add_max_equality(f, literals)
+    else:
+        model.add(f == 0)
+    return f
+
+
+def gated(model: cp_model.CpModel, value: cp_model.IntVar, on, name: str) -> cp_model.IntVar:
+    """At least ``value`` when the literal ``on`` holds, else at least 0 (for sums that only must not grow)."""
+    g = model.new_int_var(0, max(value.proto.domain), name)
+    model.add(g >= value).only_enforce_if(on)
+    return g
+
+
+def add_issue(model: cp_model.CpModel, loop: Loop, ii: int, slot, x) -> None:
+    """Rule 3: per role, issue windows disjoint modulo II (copies at p and p + II, present if on the role)."""
+    for r in range(len(x[0])):
+        windows = [model.new_optional_fixed_size_interval_var(slot[v] + copy * ii, op.issue, x[v][r],
+                                                               f"issue_{op.name}_{r}@{copy}")
+                   for v, op in enumerate(loop.ops) if op.issue > 0 for copy in (0, 1)]
+        if len(windows) > 2:
+            model.add_no_overlap(windows)
+
+
+def add_edges(model: cp_model.CpModel, loop: Loop, ii: int, start, differ: RoleDiffer) -> dict[int, cp_model.IntVar]:
+    """Rules 1 and 11; returns, per op with a register result, the flag that it is read on another role."""
+    readers: dict[int, list] = {}
+    for e in loop.edges:
+        if e.src == e.dst:
+            continue
+        cross = differ(e.src, e.dst)
+        model.add(start[e.dst] - start[e.src] >= e.delay + handoff_cost(loop, e) * cross - ii * e.distance)
+        if carries_registers(loop, e):
+            readers.setdefault(e.src, []).append(cross)
+            if not loop.warps.cross_role:
+                model.add(cross == 0)
+    return {v: flag(model, crosses, f"crossing_{loop.ops[v].name}") for v, crosses in readers.items()}
+
+
+def add_blocking(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, differ: RoleDiffer) -> None:
+    """Rule 6: for blocking u -> v and o != v on v's role, o's latest instance before u is done when v issues.
+
+    That instance issued d = ((p(u) - p(o) - 1) mod II) + 1 cycles before u: d = p(u) - p(o) + II·(1 - b)
+    with d in [1, II] fixes the boolean b (b: p(o) < p(u)).
+    """
+    for e in (e for e in loop.edges if e.blocking):
+        for o, op in enumerate(loop.ops):
+            if o == e.dst:
+                continue
+            if o == e.src:
+                d = ii
+            else:
+                d, b = model.new_int_var(1, ii, f"d_{op.name}_{e.src}"), model.new_bool_var(f"b_{op.name}_{e.src}")
+                model.add(d == slot[e.src] - slot[o] + ii - ii * b)
+            model.add(start[e.src] - d + op.duration <= start[e.dst]).only_enforce_if(~differ(o, e.dst))
+
+
+def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, stages_max: int) -> dict[int, cp_model.IntVar]:
+    """Rule 7: ring depth D(v)·II >= L(v) for ops with a result or a fixed depth (then D(v) = depth)."""
+    longest = max(op.duration for op in loop.ops)
+    reach = stages_max + 1 + max((e.distance for e in loop.edges), default=0) + ceil_div(longest, ii)
+    depth = {}
+    for v, op in enumerate(loop.ops):
+        if not op.has_value and op.depth is None:
+            continue
+        low, high = (op.depth, op.depth) if op.depth is not None else (1, reach)
+        d = depth[v] = model.new_int_var(low, high, f"depth_{op.name}")
+        model.add(ii * d >= op.duration)
+        for e in (e for e in loop.edges if e.src == v):
+            model.add(ii * d >= start[e.dst] + ii * e.distance + loop.ops[e.dst].duration - start[v])
+    return depth
+
+
+def add_registers(model: cp_model.CpModel, loop: Loop, x, depth, used, wide, legal: list[int]) -> None:
+    """Rules 5 and 8: per-role need, setmaxnreg per warpgroup role, one shared value for the packed
+    single-warp roles, warps launched and the register file."""
+    w, ops = loop.warps, loop.ops
+    values = cp_model.Domain.from_values(legal)
+    count = len(used)
+    allocated = []
+    shared = model.new_int_var_from_domain(values, "setmaxnreg_shared")
+    packed = model.new_int_var(0, ceil_div(count, w.warpgroup), "packed_warpgroups")
+    for r in range(count):
+        held = [op.registers * gated(model, depth[v], x[v][r], f"held_{op.name}_{r}")
+                for v, op in enumerate(ops) if op.registers]
+        need = w.overhead + sum(held)
+        model.add(need <= w.max_registers)
+        rounded = model.new_int_var_from_domain(values, f"setmaxnreg_{r}")
+        model.add(rounded >= need)
+        alone = model.new_int_var(0, legal[-1], f"allocated_{r}")
+        model.add(alone >= rounded).only_enforce_if(wide[r])
+        allocated.append(alone)
+        single = model.new_bool_var(f"single_{r}")
+        model.add(single == used[r] - wide[r])
+        model.add(shared >= rounded).only_enforce_if(single)
+    model.add(w.warpgroup * packed >= sum(used) - sum(wide))
+    model.add(w.warpgroup * (sum(wide) + packed) <= w.max_warps)
+    packed_registers = model.new_int_var(0, legal[-1] * ceil_div(count, w.warpgroup), "packed_registers")
+    model.add_multiplication_equality(packed_registers, [packed, shared])
+    model.add(w.warpgroup * THREADS_PER_WARP * (sum(allocated) + packed_registers) <= w.register_file)
