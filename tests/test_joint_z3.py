@@ -152,7 +152,7 @@ def test_least_stages_keep_the_ring_depth_of_the_model():
     ops = (Op("Y", 1, on("alu"), issue_cycles=1), Op("L", 1, on("tma"), issue_cycles=1, smem=512, depth=1),
            Op("C", 20, on("tc"), issue_cycles=1))
     loop = Loop("fixed-depth", UNITS, ops, (Dependence(0, 2, 50, 0), Dependence(1, 2, 1, 0)), TOY)
-    late = Schedule(60, (60, 125, 130), (0, 0, 0))
+    late = Schedule(60, (60, 125, 130), (3, 3, 3))
     assert verify(loop, late) == []
     outcome = solve(loop, 60, hint=late, seconds=0.0)
     assert outcome.schedule == Schedule(60, (0, 65, 70), (0, 0, 0))
@@ -202,6 +202,7 @@ def test_agrees_with_cpsat_level_by_level(name):
             expected = CpSatBackend(DETERMINISTIC).solve(loop, query, SECONDS)
             got = solve(loop, ii, level, limits, hint)
             assert expected.status in ("optimal", "infeasible")
+            assert expected.schedule is None or verify(loop, expected.schedule) == [], (name, ii, level)
             assert (got.status, got.value) == (expected.status, expected.value), (name, ii, level)
             if got.schedule is None:
                 break

@@ -7,13 +7,14 @@ s = p + o - II with o = offset mod II (a disjunction, s in [0, II)). The load on
 is largest at some arc start, so per unit it suffices that at the start of every arc, that arc plus
 the other arcs covering the start fit in the capacity left. The objective is minimized by binary
 search between a proven lower bound and the best schedule found, one bound at a time under push/pop;
-each model is read with the least stages its slots allow (a longest path, no solver).
+each model is read with the least stages its slots allow (a longest path, no solver). A joint loop
+(docs/joint-model.md) adds roles and their rules, also linear (joint_z3.py).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import z3
 
@@ -90,17 +91,20 @@ class Z3Backend:
         for name, value in query.limits:
             solver.add(at_most(name, value))
 
+        def least(schedule: Schedule) -> Schedule:
+            """Least stages, roles numbered by first op."""
+            return earliest(loop, replace(schedule, roles=dense(schedule.roles)) if joint else schedule)
+
         def read(model: z3.ModelRef) -> Schedule:
-            def values(terms: list[z3.ArithRef]) -> list[int]:
-                return [model.eval(term, model_completion=True).as_long() for term in terms]
-            roles = dense(values(joint.role)) if joint else None
-            return earliest(loop, Schedule(ii, tuple(values(start)), roles))
+            def values(terms: list[z3.ArithRef]) -> tuple[int, ...]:
+                return tuple(model.eval(term, model_completion=True).as_long() for term in terms)
+            return least(Schedule(ii, values(start), values(joint.role) if joint else None))
 
         def value(schedule: Schedule) -> int:
             return objective_value(loop, schedule, query.objective)
 
         if query.hint is not None:
-            best = earliest(loop, query.hint)
+            best = least(query.hint)
         else:
             result = meter.check()
             if result != z3.sat:
