@@ -5,7 +5,9 @@ and the report; the rules are stated in docs/joint-model.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from twill.model.loop import Dependence, Loop, Op, Warps
 from twill.model.schedule import Schedule
@@ -24,9 +26,11 @@ def register_bytes(op: Op) -> int:
 
 
 def transfer_cycles(warps: Warps, nbytes: int) -> int:
-    """Cycles to move ``nbytes`` of registers to another role through shared memory."""
-    return ceil_div(warps.transfer_base * 1024 + round(warps.transfer_per_kb * nbytes), 1024) \
-        if nbytes else 0
+    """Cycles to move ``nbytes`` of registers to another role through shared memory, rounded up
+    exactly (the per-KiB rate is taken as the decimal number written in the machine file)."""
+    if not nbytes:
+        return 0
+    return math.ceil(warps.transfer_base + Fraction(str(warps.transfer_per_kb)) * nbytes / 1024)
 
 
 def handoff_cost(loop: Loop, edge: Dependence) -> int:
