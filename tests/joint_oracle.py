@@ -272,6 +272,14 @@ class _Instance:
             floor = [r[0] if r else 1 for r in self.depth_range]
             if not self.charges_fit(roles, floor):
                 continue
+            fits: dict[tuple[int, ...], bool] = {}  # charges depend on the roles and depths only
+
+            def charges_fit(depth: list[int]) -> bool:
+                key = tuple(depth)
+                if key not in fits:
+                    fits[key] = self.charges_fit(roles, depth)
+                return fits[key]
+
             for p in self.slot_vectors(roles):
                 base = self.base_arcs(roles, p)
                 fixed = [v for v in charged if self.depth_range[v][0] == self.depth_range[v][1]]
@@ -297,7 +305,7 @@ class _Instance:
                     v = free[i]
                     for d in range(self.depth_range[v][0], high[v] + 1):
                         depth[v] = d
-                        if not self.charges_fit(roles, depth):
+                        if not charges_fit(depth):
                             break  # charges only grow with d
                         yield from choose(i + 1, arcs + self.depth_arcs(p, v, d))
                     depth[v] = self.depth_range[v][0]
