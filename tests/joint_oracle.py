@@ -66,13 +66,14 @@ def value_bytes(op) -> int:
 
 
 def handoff(loop: Loop, edge) -> int:
-    """Barrier cycles plus ceil(transfer_base + transfer_per_kb * bytes / 1024) for a register value."""
+    """Barrier cycles plus ceil(transfer_base + transfer_per_kb * bytes / 1024) for a register value,
+    exactly, with the per-KiB rate read as the decimal number it is written as (16.1, not the float)."""
     w = loop.warps
     barrier = w.mbarrier if edge.barrier == "mbarrier" else w.named
     nbytes = value_bytes(loop.ops[edge.src])
     if not nbytes:
         return barrier
-    exact = Fraction(w.transfer_base) + Fraction(w.transfer_per_kb) * nbytes / 1024
+    exact = Fraction(w.transfer_base) + Fraction(str(w.transfer_per_kb)) * nbytes / 1024
     return barrier + ceil_div(exact.numerator, exact.denominator)
 
 
@@ -191,7 +192,8 @@ class _Instance:
         if any(x > w.max_registers for x in need.values()):
             return False
         low, high, step = w.setmaxnreg
-        legal = lambda x: max(low, ceil_div(x, step) * step)  # noqa: E731
+        # A legal setmaxnreg value: the minimum, or a multiple of the step above it (rule 8).
+        legal = lambda x: low if x <= low else ceil_div(x, step) * step  # noqa: E731
         small = [r for r in need if not wide[r]]
         shared = legal(max((need[r] for r in small), default=0))
         values = [legal(need[r]) for r in need if wide[r]] + ([shared] if small else [])

@@ -73,6 +73,12 @@ def test_register_values_pay_the_transfer():
     # A fractional transfer rounds up: 0.5 cycles per KiB on 1 KiB.
     half = joint([op("A", 4, registers=8), op("B", 1)], [edge(0, 1, 4)], transfer_base=1, transfer_per_kb=0.5)
     assert handoff_cost(half, half.edges[0]) == 20 + 2
+    # The rate is the decimal written in the machine file: 61 + 16.1 x 10 KiB is exactly 222 (the float
+    # product 16.1 * 10 is 161.00000000000003, which would round up to 223).
+    decimal = joint([op("A", 4, registers=80), op("B", 1)], [edge(0, 1, 4)], transfer_base=61, transfer_per_kb=16.1)
+    assert handoff_cost(decimal, decimal.edges[0]) == 20 + 222
+    assert kinds(decimal, 300, (0, 246), (0, 1)) == []
+    assert kinds(decimal, 300, (0, 245), (0, 1)) == ["dependence"]
 
 
 def test_loop_carried_dependence_with_handoff():
@@ -325,6 +331,20 @@ def test_layout_fa3_split():
     assert [r.setmaxnreg for r in plan.roles] == [24, 248, 240] and plan.registers == 65536
 
 
+@pytest.mark.xfail(strict=True, reason="twill/model/joint.py _round_up is max(min, ceil(need/step)*step), which "
+                   "skips the minimum when it is not a multiple of the step; docs/joint-model.md rule 8 makes "
+                   "the minimum itself legal")
+def test_setmaxnreg_minimum_need_not_be_a_step_multiple():
+    # Legal values: the minimum (20 here), or a multiple of the step above it (24, 32, ...).
+    small = joint([op("A", 1, registers=18), op("B", 1, registers=21)], overhead=0, setmaxnreg=(20, 256, 8))
+    plan = layout(small, Schedule(2, (0, 1), (0, 1)))
+    assert [r.setmaxnreg for r in plan.roles] == [24, 24] and plan.registers == 128 * 24
+    plan = layout(small, Schedule(2, (0, 1), (0, 0)))
+    assert [r.setmaxnreg for r in plan.roles] == [40]
+    lone = joint([op("A", 1, registers=18)], overhead=0, setmaxnreg=(20, 256, 8))
+    assert layout(lone, Schedule(1, (0,), (0,))).roles[0].setmaxnreg == 20
+
+
 def test_layout_needs_round_up_and_share():
     loop = joint([op("A", 1, registers=30), op("B", 1, registers=3), op("W", 1, warps=4, registers=1)],
                  overhead=0)
@@ -404,7 +424,7 @@ def brute_force(loop: Loop, ii: int, t: tuple[int, ...], roles: tuple[int, ...])
         if roles[e.src] != roles[e.dst]:
             cost += w.mbarrier if e.barrier == "mbarrier" else w.named
             if nbytes[e.src]:
-                cost += _ceil(Fraction(w.transfer_base) + Fraction(w.transfer_per_kb) * nbytes[e.src] / 1024)
+                cost += _ceil(Fraction(w.transfer_base) + Fraction(str(w.transfer_per_kb)) * nbytes[e.src] / 1024)
         if (e.distance * ii + t[e.dst]) - t[e.src] < cost:
             found.add("dependence")
     # 2: units and 3: issue, on an unrolled timeline (a steady-state window of II cycles)
@@ -466,7 +486,7 @@ def brute_force(loop: Loop, ii: int, t: tuple[int, ...], roles: tuple[int, ...])
             depth.append(max(1, live))
     # 8: registers
     low, high, step = w.setmaxnreg
-    legal = lambda need: next(x for x in range(max(low, 0), 10**6) if x >= need and x % step == 0)  # noqa: E731
+    legal = lambda need: next(x for x in [low] + list(range(step, 10**4, step)) if x >= need and x >= low)  # noqa: E731
     need = {r: w.overhead + sum(ops[v].registers * depth[v] for v in vs) for r, vs in members.items()}
     values = [legal(need[r]) for r in wide]
     shared = legal(max([need[r] for r in members if r not in wide], default=0))
