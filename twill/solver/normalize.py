@@ -1,14 +1,19 @@
 """The Twill paper's cost normalization (section 5.2): shrink every cycle count, keeping the ratios.
 
 Given the distinct non-zero cycle counts C of a loop (latencies, reservation offsets and cycles,
-issue cycles, edge delays and, for a joint loop, each edge's cross-role hand-off), find integers C'
-minimizing F subject to ``-F <= C[i]·C'[j] - C[j]·C'[i] <= F`` for every pair and
-``1 <= sum C' <= U``. Zero stays zero. Two choices the paper leaves open:
+issue cycles, edge delays and, for a joint loop, the hand-off of each edge whose ends may be on
+different roles), find integers C' minimizing F subject to
+``-F <= C[i]·C'[j] - C[j]·C'[i] <= F`` for every pair and ``1 <= sum C' <= U``. Zero stays zero.
+Two choices the paper leaves open:
 
-* C holds each distinct value once (equal costs stay equal, and the pair count is quadratic in the
-  number of distinct values, not of costs), so ``sum C' <= U`` bounds the sum of distinct values;
+* C holds each distinct value once: equal costs stay equal, the pair count is quadratic in the
+  number of distinct values (not of costs), and ``sum C' <= U`` bounds the sum of distinct values;
 * among the C' with the least F, the one with the least sum (exact ratios give the primitive
   vector: 1000, 2000, 500 become 2, 4, 1). Solved as one objective ``F·(U+1) + sum C'``.
+
+F is absolute, so it favours coarse scales once small costs must round: in practice the smallest
+costs land near one unit (or zero), e.g. about 32 real cycles per unit on the FlashAttention
+benchmarks.
 
 The paper solved it with SCIP; here it is CP-SAT, one worker and a fixed seed (deterministic).
 """
@@ -20,7 +25,7 @@ from dataclasses import dataclass, replace
 from ortools.sat.python import cp_model
 
 from twill.model.joint import handoff_cost
-from twill.model.loop import Loop, Op, Reservation
+from twill.model.loop import Dependence, Loop, Op, Reservation
 
 UPPER = 300          # the paper's U
 SECONDS = 10.0       # CP-SAT limit (deterministic seconds); the best C' found is used if it runs out
@@ -58,9 +63,17 @@ def cycle_counts(loop: Loop) -> list[int]:
             counts.add(op.issue_cycles)
     for e in loop.edges:
         counts.add(e.delay)
-        if loop.joint:
+        if can_cross(loop, e):
             counts.add(handoff_cost(loop, e))
     return sorted(counts - {0})
+
+
+def can_cross(loop: Loop, edge: Dependence) -> bool:
+    """Whether the edge's ends may be on different roles, so that its hand-off can cost anything."""
+    src, dst = loop.ops[edge.src], loop.ops[edge.dst]
+    if not loop.joint or edge.src == edge.dst or (src.variable_latency and dst.variable_latency):
+        return False
+    return loop.warps.cross_role or src.registers == 0
 
 
 def solve_ratios(counts: list[int], upper: int = UPPER, seconds: float = SECONDS,
@@ -100,7 +113,7 @@ def normalize(loop: Loop, upper: int = UPPER, seconds: float = SECONDS, seed: in
     values[0] = 0
     ops = tuple(_scaled_op(op, values) for op in loop.ops)
     edges = tuple(replace(e, delay=values[e.delay]) for e in loop.edges)
-    handoff = tuple(values[handoff_cost(loop, e)] if loop.joint else 0 for e in loop.edges)
+    handoff = tuple(values[handoff_cost(loop, e)] if can_cross(loop, e) else 0 for e in loop.edges)
     scale = sum(counts) / sum(scaled)
     return Normalized(Loop(loop.name, loop.capacity, ops, edges, loop.warps), handoff, values, scale,
                       error, optimal, work)
