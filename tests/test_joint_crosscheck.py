@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import random
 from dataclasses import replace
 
 import pytest
@@ -30,10 +31,11 @@ from twill.solver.search import search
 from twill.solver.verify import verify
 
 DETERMINISTIC = Settings(deterministic=True)
-AGREEMENT_SEEDS = range(60)   # tiny random joint loops: both backends against the oracle, query by query
+AGREEMENT_SEEDS = range(50)   # tiny random joint loops: both backends against the oracle, query by query
 FAMILY = range(120)           # coverage of the family
 SPAN = 6                      # the oracle looks at II in [MII, MII + SPAN]
-SEARCH_SEEDS = [s for s in range(20) if tiny_optimum(s, SPAN) is not None][:10]  # through twill.solver.search
+SEARCH_SEEDS = [s for s in range(20) if tiny_optimum(s, SPAN) is not None][:6]  # through twill.solver.search
+MEDIUM_SEEDS = range(1, 8)    # 5-7 ops: CP-SAT against Z3 only
 SECONDS = 30.0                # deterministic seconds per query: far above what these need
 
 
@@ -89,6 +91,40 @@ def test_search_agrees_with_oracle(name, seed):
     assert [(o.name, o.value, o.optimal) for o in result.objectives] == \
         [(level, value, True) for level, value in zip(JOINT_LEVELS, best.values)]
     assert verify(loop, result.schedule) == []
+
+
+def medium_loop(seed: int) -> Loop:
+    """5-7 ops: beyond the oracle, where the two backends check each other."""
+    knobs = random.Random(f"medium-{seed}")
+    return random_joint_loop(knobs.randint(5, 7), seed, max_latency=6, max_occupancy=3, max_registers=24,
+                             max_handoff=3, transfer_per_kb=(0.0, 0.25, 0.5), units=knobs.randint(2, 4))
+
+
+@functools.lru_cache(maxsize=None)
+def medium_search(name: str, seed: int):
+    return search(medium_loop(seed), backend(name), 60, DETERMINISTIC)
+
+
+@pytest.mark.parametrize("seed", MEDIUM_SEEDS)
+def test_backends_agree_on_medium_loops(seed):
+    loop = medium_loop(seed)
+    results = [medium_search(name, seed) for name in ("cpsat", "z3")]
+    for result in results:
+        assert result.status in ("optimal", "infeasible"), result.proof
+        if result.schedule is not None:
+            assert verify(loop, result.schedule) == [] and all(o.optimal for o in result.objectives)
+    cpsat, z3 = [(r.status, r.lower_bound, r.schedule and r.schedule.ii, [o.value for o in r.objectives])
+                 for r in results]
+    assert cpsat == z3
+
+
+def test_medium_loops_are_not_trivial():
+    results = [medium_search("cpsat", s) for s in MEDIUM_SEEDS]
+    feasible = [r for r in results if r.status == "optimal"]
+    assert len(feasible) >= 4 and len(feasible) < len(results)
+    assert sum(r.schedule.ii > r.bounds.mii for r in feasible) >= 3
+    assert sum(len(set(r.schedule.roles)) >= 3 for r in feasible) >= 2
+    assert sum(dict((o.name, o.value) for o in r.objectives)["handoff_bytes"] > 0 for r in feasible) >= 3
 
 
 # --- the oracle itself -------------------------------------------------------------------------
