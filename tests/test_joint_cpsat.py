@@ -3,7 +3,6 @@ verified, and feasibility at a fixed II against an exhaustive enumeration checke
 
 from __future__ import annotations
 
-import itertools
 import random
 from dataclasses import replace
 from pathlib import Path
