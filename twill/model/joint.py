@@ -93,15 +93,16 @@ class Layout:
 
 
 def _round_up(warps: Warps, need: int) -> int:
+    """The least legal setmaxnreg value (a multiple of step, at least min) holding ``need``."""
     low, _, step = warps.setmaxnreg
-    return max(low, ceil_div(need, step) * step)
+    return ceil_div(max(need, low), step) * step
 
 
 def layout(loop: Loop, schedule: Schedule) -> Layout:
     """Roles with their widths and registers; single-warp roles share warpgroups and one setmaxnreg.
 
     The minimal allocation decides feasibility; what is left of the register file is then handed
-    to the warpgroup roles ``step`` at a time, in turn (as FA3 gives its consumers 240).
+    to the warpgroup roles ``step`` at a time, to all of them at once (as FA3 gives its consumers 240).
     """
     w = loop.warps
     members: dict[int, list[int]] = {}
@@ -120,14 +121,12 @@ def layout(loop: Loop, schedule: Schedule) -> Layout:
     used = per_group * (sum(setting[r] for r in members if wide[r]) + groups * shared)
     _, high, step = w.setmaxnreg
     fits = used <= w.register_file and all(s <= high for s in setting.values())
-    if fits:
-        grow = sorted(r for r in members if wide[r])
-        while grow:
-            r = grow.pop(0)
-            if setting[r] + step <= high and used + per_group * step <= w.register_file:
-                setting[r] += step
-                used += per_group * step
-                grow.append(r)
+    wide_roles = [r for r in members if wide[r]]
+    while fits and wide_roles and all(setting[r] + step <= high for r in wide_roles) \
+            and used + per_group * step * len(wide_roles) <= w.register_file:
+        for r in wide_roles:  # the same step for every warpgroup role, as FA3's 24/240/240
+            setting[r] += step
+        used += per_group * step * len(wide_roles)
     roles = tuple(Role(r, w.warpgroup if wide[r] else 1, tuple(ops), need[r], setting[r])
                   for r, ops in sorted(members.items()))
     return Layout(roles, w.warpgroup * (sum(wide.values()) + groups), used, fits)

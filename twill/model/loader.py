@@ -66,8 +66,12 @@ def _data_path(data: Any, loc: tuple, keep_last: bool) -> tuple:
 
 def load_machine(name_or_path: str, *, referenced_from: SourceMap | None = None,
                  field: tuple = ()) -> MachineSpec:
-    """A machine by shipped name (``h100``) or by path to a machine YAML file."""
+    """A machine by shipped name (``h100``) or by path to a machine YAML file; a relative path in a
+    spec is looked up next to the spec first, then in the current directory."""
     path = Path(name_or_path)
+    if referenced_from is not None and path.suffix and not path.is_absolute():
+        beside = Path(referenced_from.file).parent / path
+        path = beside if beside.is_file() else path
     if not path.suffix:
         path = machines_dir() / f"{name_or_path}.yaml"
         if not path.is_file():
@@ -122,6 +126,9 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
             _check_joint_op(op, ("ops", i), warps, source)
         ops.append(Op(op.name, op.latency, tuple(table), op.issue, op.warps, op.variable_latency,
                       op.registers, op.smem, op.tmem, op.depth, op.work))
+        if op.issue is not None and op.issue > ops[-1].duration:
+            raise source.error(("ops", i, "issue"), f"issue {op.issue} cycles is longer than the op "
+                                                    f"itself ({ops[-1].duration} cycles)")
 
     edges = []
     for j, edge in enumerate(spec.edges):

@@ -89,6 +89,13 @@ class RegistersSpec(Strict):
     overhead: NonNegInt                 # per role, for ptxas's own registers
     source: str | None = None
 
+    @model_validator(mode="after")
+    def _setmaxnreg_range(self) -> "RegistersSpec":
+        low, high, step = self.setmaxnreg
+        if low > high or low % step or high % step:
+            raise ValueError(f"setmaxnreg [min, max, step] needs min <= max, both multiples of step; got {self.setmaxnreg}")
+        return self
+
 
 class MemorySpec(Strict):
     capacity: NonNegInt
