@@ -134,7 +134,7 @@ class _Instance:
             if e.blocking:
                 weights.append(ceil_div(max((d for o, d in enumerate(self.dur) if o != e.dst), default=0) + ii - 2, ii))
             if self._has_value(e.src) or ops[e.src].depth is not None:
-                weights.append(e.distance + ceil_div(self.dur[e.dst] + ii - 1, ii) - 1)
+                weights.append(e.distance + ceil_div(self.hold(e) + ii - 1, ii) - 1)
         weights = sorted((max(0, x) for x in weights), reverse=True)
         self.stage_bound = sum(weights[: max(self.n - 1, 0)])
         latest = self.stage_bound * ii + ii - 1
@@ -146,8 +146,12 @@ class _Instance:
             elif not self._has_value(v):
                 self.depth_range.append(None)  # charged nowhere: no lifetime constraint
             else:
-                life = max([self.dur[v]] + [latest + ii * e.distance + self.dur[e.dst] for e in self.out[v]])
+                life = max([self.dur[v]] + [latest + ii * e.distance + self.hold(e) for e in self.out[v]])
                 self.depth_range.append((low, max(low, ceil_div(life, ii))))
+
+    def hold(self, e) -> int:
+        """Cycles a consumer keeps the value after issuing: none for an in-place self update (rule 7)."""
+        return 0 if e.src == e.dst else self.dur[e.dst]
 
     def _has_value(self, v: int) -> bool:
         op = self.loop.ops[v]
@@ -261,7 +265,7 @@ class _Instance:
     def depth_arcs(self, p: list[int], v: int, depth: int) -> list[tuple[int, int, int]]:
         """L(v) <= depth * II: for each consumer c, t(v) - t(c) >= II*delta + dur(c) - depth*II."""
         ii = self.ii
-        return [(e.dst, v, ceil_div(ii * e.distance + self.dur[e.dst] - depth * ii - p[v] + p[e.dst], ii))
+        return [(e.dst, v, ceil_div(ii * e.distance + self.hold(e) - depth * ii - p[v] + p[e.dst], ii))
                 for e in self.out[v]]
 
     def candidates(self) -> Iterator[Schedule]:
@@ -294,7 +298,7 @@ class _Instance:
                 weights = sorted((w for _, _, w in heaviest if w > 0), reverse=True)
                 latest = [sum(weights[: n - 1]) * ii + p[v] for v in range(n)]
                 high = {v: min(self.depth_range[v][1], max(self.depth_range[v][0], ceil_div(max(
-                    [self.dur[v]] + [latest[e.dst] + ii * e.distance + self.dur[e.dst] - p[v] for e in self.out[v]]),
+                    [self.dur[v]] + [latest[e.dst] + ii * e.distance + self.hold(e) - p[v] for e in self.out[v]]),
                     ii))) for v in free}
                 depth = list(floor)
 

@@ -88,6 +88,7 @@ JOINT_CASES = [
      "at least 3"),
     ("max-warps-over-machine", JOINT + "max_warps: 12\n", 13, "max_warps", "machine allows 8"),
     ("zero-subtile", JOINT + "subtile: 0\n", 13, "subtile", "greater than or equal to 1"),
+    ("max-warps-below-a-warpgroup", JOINT + "max_warps: 2\n", 13, "max_warps", "less than one warpgroup"),
     ("issue-past-duration", JOINT.replace("latency: 1, warps: 4", "latency: 1, issue: 5, warps: 4"), 9,
      "ops[0].issue", "longer than the op itself"),
     ("setmaxnreg-off-step", JOINT.replace("[24, 256, 8]", "[20, 256, 8]"), 5, "machine.registers",

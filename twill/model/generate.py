@@ -268,12 +268,12 @@ def random_warps(rng: random.Random, ops: list[Op] | tuple[Op, ...], edges: tupl
     """A small machine for ``ops``: capacities a random fraction (times ``tightness``) of their footprints.
 
     Each footprint is counted at the least ring depth it can have: its fixed depth, or for a value
-    that its own next iteration reads (a self edge of distance d) d + 1 slots (docs/joint-model.md
+    that its own later iteration reads in place (a self edge of distance d) d slots (docs/joint-model.md
     rule 7), else 1. Every op fits on its own (per-thread registers, setmaxnreg range, shared and
     tensor memory), so the loader accepts the loop, but the sums usually do not fit at every depth
     and role split.
     """
-    least = [max([1] + [e.distance + (1 if op.duration else 0) for e in edges if e.src == e.dst == i])
+    least = [max([1] + [e.distance for e in edges if e.src == e.dst == i])
              if op.depth is None else op.depth for i, op in enumerate(ops)]
     if max_warps is None:
         max_warps = rng.choice((4, 8, 8, 12, 16))

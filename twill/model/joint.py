@@ -44,11 +44,17 @@ def carries_registers(loop: Loop, edge: Dependence) -> bool:
     return loop.ops[edge.src].registers > 0
 
 
+def held_after_issue(loop: Loop, edge: Dependence) -> int:
+    """Cycles the consumer of ``edge`` keeps the value after it issues: until it completes, or
+    none for an op reading its own earlier result (an accumulator updated in place, O += PV)."""
+    return 0 if edge.src == edge.dst else loop.ops[edge.dst].duration
+
+
 def lifetime(loop: Loop, starts: tuple[int, ...], ii: int, op: int) -> int:
-    """Cycles from the op's issue until its own completion and every consumer's completion."""
+    """Cycles from the op's issue until its own completion and every consumer's release."""
     t = starts
     ends = [t[op] + loop.ops[op].duration]
-    ends += [t[e.dst] + e.distance * ii + loop.ops[e.dst].duration for e in loop.edges if e.src == op]
+    ends += [t[e.dst] + e.distance * ii + held_after_issue(loop, e) for e in loop.edges if e.src == op]
     return max(ends) - t[op]
 
 

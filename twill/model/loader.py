@@ -164,6 +164,13 @@ def _warps(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Warps | N
         if "max_warps" not in source.root_keys():
             raise SpecError(message, field="--max-warps")
         raise source.error(("max_warps",), message)
+    if (spec.max_warps or w.max) < w.warpgroup:
+        message = f"{spec.max_warps or w.max} warps is less than one warpgroup ({w.warpgroup}); whole warpgroups launch"
+        if spec.max_warps is None:
+            raise source.error(("machine",), message)
+        if "max_warps" not in source.root_keys():
+            raise SpecError(message, field="--max-warps")
+        raise source.error(("max_warps",), message)
     regs, handoff = machine.registers, machine.handoff
     memory = {name: m.capacity for name, m in machine.memories.items()}
     return Warps(spec.max_warps or w.max, w.warpgroup, regs.file, regs.per_thread, tuple(regs.setmaxnreg),

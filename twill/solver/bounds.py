@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twill.model.graph import longest_paths
-from twill.model.joint import ceil_div, handoff_cost
+from twill.model.joint import ceil_div, handoff_cost, held_after_issue
 from twill.model.loop import Loop
 
 
@@ -118,7 +118,7 @@ def joint_arc_weights(loop: Loop, ii: int) -> list[int]:
             weights.append(ceil_div(longest + ii - 2, ii))
         source = loop.ops[e.src]
         if source.has_value or source.depth is not None:  # lifetime arc back from the consumer
-            weights.append(e.distance + ceil_div(loop.ops[e.dst].duration + ii - 1, ii) - 1)
+            weights.append(e.distance + ceil_div(held_after_issue(loop, e) + ii - 1, ii) - 1)
     return weights
 
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from twill.model.joint import THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, register_bytes
+from twill.model.joint import (THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, held_after_issue,
+                               register_bytes)
 from twill.model.loop import Loop
 
 
@@ -187,7 +188,7 @@ def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, stages_max: 
         d = depth[v] = model.new_int_var(low, high, f"depth_{op.name}")
         model.add(ii * d >= op.duration)
         for e in (e for e in loop.edges if e.src == v):
-            model.add(ii * d >= start[e.dst] + ii * e.distance + loop.ops[e.dst].duration - start[v])
+            model.add(ii * d >= start[e.dst] + ii * e.distance + held_after_issue(loop, e) - start[v])
     return depth
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import z3
 
-from twill.model.joint import THREADS_PER_WARP, ceil_div, depth, handoff_cost, register_bytes
+from twill.model.joint import THREADS_PER_WARP, ceil_div, depth, handoff_cost, held_after_issue, register_bytes
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 
@@ -125,7 +125,7 @@ def add_depths(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef],
         solver.add(slots * ii >= op.duration)
         for e in loop.edges:
             if e.src == v:
-                solver.add(slots * ii >= start[e.dst] + ii * e.distance + loop.ops[e.dst].duration - start[v])
+                solver.add(slots * ii >= start[e.dst] + ii * e.distance + held_after_issue(loop, e) - start[v])
         ring.append(slots)
     return ring
 
@@ -207,7 +207,7 @@ def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, in
     for v, op in enumerate(loop.ops):
         if op.has_value or op.depth is not None:
             slots = depth(loop, schedule, v)
-            found += [(e.dst, v, ii * e.distance + loop.ops[e.dst].duration - slots * ii)
+            found += [(e.dst, v, ii * e.distance + held_after_issue(loop, e) - slots * ii)
                       for e in loop.edges if e.src == v]
     return found
 
@@ -223,6 +223,6 @@ def joint_lower_bound(loop: Loop, ii: int, objective: str) -> int:
     least = 0
     for v, op in enumerate(loop.ops):
         if op.smem or op.tmem:
-            live = max([op.duration] + [e.delay + loop.ops[e.dst].duration for e in loop.edges if e.src == v])
+            live = max([op.duration] + [e.delay + held_after_issue(loop, e) for e in loop.edges if e.src == v])
             least += op.depth if op.depth is not None else max(1, ceil_div(live, ii))
     return least
