@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
 
+from oracle import least_stages
 from twill.model.loop import Loop
 from twill.model.objectives import JOINT_LEVELS, objective_value
 from twill.model.schedule import Schedule
@@ -89,20 +90,6 @@ def canonical_roles(n: int) -> Iterator[tuple[int, ...]]:
             prefix.pop()
     if n:
         yield from grow([0], 0)
-
-
-def least_stages(n: int, arcs: list[tuple[int, int, int]]) -> list[int] | None:
-    """Least ``k >= 0`` with ``k[dst] - k[src] >= w`` on every arc; None on a positive cycle."""
-    k = [0] * n
-    for _ in range(n + 1):
-        changed = False
-        for src, dst, w in arcs:
-            if k[src] + w > k[dst]:
-                k[dst] = k[src] + w
-                changed = True
-        if not changed:
-            return k
-    return None
 
 
 @dataclass(frozen=True)

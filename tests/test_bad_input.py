@@ -120,19 +120,13 @@ def assert_one_line_error(result, file, line, field, words):
     assert words in message, message
 
 
-@pytest.mark.parametrize("case,text,line,field,words", SPEC_CASES, ids=[c[0] for c in SPEC_CASES])
+@pytest.mark.parametrize("case,text,line,field,words", SPEC_CASES + JOINT_CASES,
+                         ids=[c[0] for c in SPEC_CASES + JOINT_CASES])
 @pytest.mark.parametrize("command", ["check", "solve"])
 def test_bad_spec(tmp_path, runner, command, case, text, line, field, words):
     spec = tmp_path / f"{case}.yaml"
     spec.write_text(text)
     assert_one_line_error(run(runner, command, str(spec)), spec, line, field, words)
-
-
-@pytest.mark.parametrize("case,text,line,field,words", JOINT_CASES, ids=[c[0] for c in JOINT_CASES])
-def test_bad_joint_spec(tmp_path, runner, case, text, line, field, words):
-    spec = tmp_path / f"{case}.yaml"
-    spec.write_text(text)
-    assert_one_line_error(run(runner, "check", str(spec)), spec, line, field, words)
 
 
 def test_joint_overrides_are_checked(tmp_path, runner):
