@@ -196,6 +196,19 @@ def test_blocking_includes_the_producer_previous_instance():
 # --- rule 7: lifetimes, ring depths, fixed depth ------------------------------------------------
 
 
+def test_accumulator_updated_in_place_needs_one_slot():
+    # O += P V: O reads its own previous value, so O's value lives until the next O issues (II
+    # cycles), not until it completes: one slot at any II >= its duration of 5.
+    acc = joint([op("O", 5, registers=64, depth=1)], [edge(0, 0, 5, 1)])
+    assert kinds(acc, 5, (0,), (0,)) == []
+    assert ring_depth(acc, Schedule(8, (0,), (0,)), 0) == 1
+    # Another consumer one iteration later keeps it until that consumer completes: two slots.
+    read = joint([op("O", 5, registers=64, depth=1), op("R", 3)], [edge(0, 0, 5, 1), edge(0, 1, 5, 1)])
+    assert kinds(read, 8, (0, 1), (0, 0)) == ["depth"]
+    free = replace(read, ops=(op("O", 5, registers=64), read.ops[1]))
+    assert ring_depth(free, Schedule(8, (0, 1), (0, 0)), 0) == 2
+
+
 def test_lifetime_includes_async_consumers_completion():
     # P (latency 2) feeds C (latency 3): P's value lives from t(P) until C completes.
     loop = joint([op("P", 2, smem=1024), op("C", 3)], [edge(0, 1, 2)])
