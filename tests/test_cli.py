@@ -126,3 +126,15 @@ def test_solve_exit_code_when_nothing_is_found():
 def test_machine_option_overrides_inline_machine():
     out = run("check", TOY, "--machine", "h100").stdout
     assert "units tc=1 tma=1 sfu=1 alu=1" in out
+
+
+def test_time_indexed_encoding_is_a_labelled_baseline():
+    """--encoding time-indexed runs the paper's encoding and never claims optimality."""
+    spec = str(Path(__file__).parent / "joint" / "handoff-chain.yaml")
+    result = run("solve", spec, "--encoding", "time-indexed", "--deterministic", "--json", "-")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["encoding"] == "time-indexed" and data["optimal"] is False
+    # rowmax and rescale cost 4 cycles each and normalize to 1 unit: one role issues both, II 2 units.
+    assert data["ii_normalized"] == 2 and data["ii_cycles_estimate"] == 8
+    assert run("solve", spec, "--encoding", "bogus").exit_code == 2

@@ -12,6 +12,7 @@ from twill.errors import SpecError
 from twill.model.loader import load_schedule, load_spec
 from twill.model.schedule import Schedule
 from twill.report import render_bounds, render_gap, render_search, render_verdict, search_json
+from twill.report_time_indexed import render_time_indexed, time_indexed_json
 from twill.solver.backend import Settings
 from twill.solver.backends import BACKENDS, make_backend
 from twill.solver.bounds import compute_bounds
@@ -34,6 +35,11 @@ SubtileOption = typer.Option(None, "--subtile", min=1, help="Split ops marked `s
 CrossRoleOption = typer.Option(None, "--cross-role/--no-cross-role",
                                help="Allow (or ban) register values crossing roles (overrides the spec).")
 MaxWarpsOption = typer.Option(None, "--max-warps", min=1, help="At most N warps per CTA (overrides the spec).")
+ENCODINGS = ("compact", "time-indexed")
+EncodingOption = typer.Option("compact", "--encoding",
+                              help="compact: twill's exact model (--backend). time-indexed: the Twill paper's "
+                                   "encoding on Z3 after cost normalization (U = 300), a baseline with no proof "
+                                   "for real cycles.")
 
 
 def fail(error: SpecError) -> None:
@@ -78,7 +84,7 @@ def solve(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Op
           backend: str = BackendOption, time_limit: float = TimeLimitOption,
           deterministic: bool = DeterministicOption, json_out: Optional[str] = JsonOption,
           subtile: Optional[int] = SubtileOption, cross_role: Optional[bool] = CrossRoleOption,
-          max_warps: Optional[int] = MaxWarpsOption):
+          max_warps: Optional[int] = MaxWarpsOption, encoding: str = EncodingOption):
     """Find the smallest II and prove it optimal, then minimize the remaining objectives in order.
 
     Pure loops: length, then stages. Joint loops (machine with warps): length, bytes moved across
@@ -86,14 +92,29 @@ def solve(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Op
     """
     try:
         loop = load_spec(spec, machine, subtile=subtile, cross_role=cross_role, max_warps=max_warps)
+        if encoding not in ENCODINGS:
+            raise SpecError(f"unknown encoding {encoding!r} (choose from {', '.join(ENCODINGS)})", field="--encoding")
     except SpecError as error:
         fail(error)
+    if encoding == "time-indexed":
+        solve_time_indexed(loop, time_limit, deterministic, json_out)
     result = run_search(loop, backend, time_limit, deterministic)
     show_time = not deterministic
     if json_out is not None:
         emit_json(search_json(result, show_time), json_out)
     if json_out != "-":
         typer.echo(render_search(result, show_time))
+    raise typer.Exit(0 if result.schedule is not None else 1)
+
+
+def solve_time_indexed(loop, time_limit: float, deterministic: bool, json_out: Optional[str]) -> None:
+    from twill.solver.timeindexed import search_time_indexed  # only this baseline needs it
+
+    result = search_time_indexed(loop, time_limit, Settings(deterministic=deterministic))
+    if json_out is not None:
+        emit_json(time_indexed_json(result, not deterministic), json_out)
+    if json_out != "-":
+        typer.echo(render_time_indexed(result, not deterministic))
     raise typer.Exit(0 if result.schedule is not None else 1)
 
 
