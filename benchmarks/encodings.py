@@ -9,6 +9,7 @@ and sub-tiled, and a few small ones), one core each:
 * ours: ``twill.solver.search.search`` with the CP-SAT backend, II in real cycles, proven optimal
   when every smaller II is proven infeasible. "s to II" is the time until the query that found
   the II (minimizing length at it) returned; "s all" adds the later objective levels.
+  The last column compares the paper's time with that, where both found an II.
 * the paper's: ``twill.solver.timeindexed.search_time_indexed``: cost normalization (U = 300),
   then Alg. 1 with the time-indexed SWP-AND-WS on Z3. Its II is in normalized units; "≈ cycles"
   multiplies it by the normalization's scale (real cycles per unit, sum C / sum C'), an estimate,
@@ -38,34 +39,38 @@ HEADER = ["problem", "ops", "ours II", "MII", "ours", "s to II", "s all", "paper
 
 
 class Stopwatch:
-    """A backend that notes when the sweep's query that finds the II returns."""
+    """A backend that notes when each II of the sweep first returned a schedule."""
 
     def __init__(self, backend):
         self.backend, self.name = backend, backend.name
-        self.began, self.found_at = time.perf_counter(), None
+        self.began = time.perf_counter()
+        self.found: dict[int, float] = {}
 
     def solve(self, loop: Loop, query: Query, seconds: float | None) -> Outcome:
         outcome = self.backend.solve(loop, query, seconds)
-        if self.found_at is None and not query.limits and outcome.schedule is not None:
-            self.found_at = time.perf_counter() - self.began
+        if not query.limits and outcome.schedule is not None:
+            self.found.setdefault(query.ii, time.perf_counter() - self.began)
         return outcome
 
 
-def ours(loop: Loop, seconds: float, settings: Settings) -> list[str]:
+def ours(loop: Loop, seconds: float, settings: Settings) -> tuple[list[str], float | None]:
     watch = Stopwatch(make_backend("cpsat", settings))
     result = search(loop, watch, seconds, settings)
-    ii = str(result.schedule.ii) if result.schedule else "-"
-    to_ii = f"{watch.found_at:.2f}" if watch.found_at is not None else "-"
-    return [ii, str(result.bounds.mii), result.status, to_ii, f"{result.seconds:.2f}"]
+    if result.schedule is None:
+        return ["-", str(result.bounds.mii), result.status, "-", f"{result.seconds:.2f}"], None
+    to_ii = watch.found[result.schedule.ii]
+    return [str(result.schedule.ii), str(result.bounds.mii), result.status, f"{to_ii:.2f}",
+            f"{result.seconds:.2f}"], to_ii
 
 
-def paper(loop: Loop, seconds: float, settings: Settings) -> tuple[list[str], float]:
+def paper(loop: Loop, seconds: float, settings: Settings) -> tuple[list[str], float | None]:
     result = search_time_indexed(loop, seconds, settings)
     norm_mii = compute_bounds(result.normalized.loop).mii
-    ii = str(result.ii) if result.ii is not None else "-"
-    cycles = str(result.real_ii) if result.real_ii is not None else "-"
-    calls = sum(step.length is not None for step in result.steps)
-    return [ii, str(norm_mii), cycles, result.status, f"{result.seconds:.2f}", str(calls)], result.seconds
+    calls = str(sum(step.length is not None for step in result.steps))
+    if result.ii is None:
+        return ["-", str(norm_mii), "-", result.status, f"{result.seconds:.2f}", calls], None
+    return [str(result.ii), str(norm_mii), str(result.real_ii), result.status, f"{result.seconds:.2f}",
+            calls], result.seconds
 
 
 def run(pattern: str, seconds: float, workers: int) -> None:
@@ -73,9 +78,9 @@ def run(pattern: str, seconds: float, workers: int) -> None:
     rows = []
     for path in sorted(PROBLEMS.glob(pattern + ".yaml")):
         loop = load_spec(path)
-        mine = ours(loop, seconds, settings)
+        mine, ours_seconds = ours(loop, seconds, settings)
         theirs, paper_seconds = paper(loop, seconds, settings)
-        ratio = f"{paper_seconds / float(mine[3]):.1f}" if mine[3] != "-" else "-"
+        ratio = f"{paper_seconds / ours_seconds:.1f}" if ours_seconds and paper_seconds else "-"
         rows.append([loop.name, str(len(loop.ops))] + mine + theirs + [ratio])
         print(" | ".join(rows[-1]), flush=True)
     widths = [max(len(r[i]) for r in rows + [HEADER]) for i in range(len(HEADER))]
