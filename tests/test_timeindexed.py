@@ -3,15 +3,19 @@ on inputs whose answers are derived by hand."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
 import pytest
 
+from twill.model.generate import random_joint_loop
 from twill.model.loader import load_spec
 from twill.model.loop import Loop, Op, Reservation
 from twill.solver.backend import Settings
+from twill.solver.backends import make_backend
 from twill.solver.normalize import normalize, solve_ratios
+from twill.solver.search import search
 from twill.solver.timeindexed import search_time_indexed, swp_and_ws
 from twill.solver.verify import verify
 
@@ -169,3 +173,20 @@ def test_variable_latency_producer_pays_the_handoff(tmp_path):
 def test_no_budget_is_unknown(tmp_path):
     result = search_time_indexed(spec(tmp_path, REGISTERS), 0.0, DETERMINISTIC)
     assert (result.status, result.schedule) == ("unknown", None)
+
+
+@pytest.mark.parametrize("seed", [1, 3, 5])
+def test_agrees_with_twills_model_where_memories_do_not_bind(seed):
+    """With memories and registers ample (instantaneous liveness and ring depths then never bind),
+    SWP-AND-WS is sat at twill's optimal (II, length), with a schedule twill's verifier accepts,
+    and unsat at II - 1 with that length."""
+    loop = random_joint_loop(7, seed, max_latency=4, max_occupancy=3)
+    loop = replace(loop, warps=replace(loop.warps, smem=10**9, tmem=10**9, register_file=10**9,
+                                       max_registers=10**6, setmaxnreg=(8, 10**6, 8)))
+    norm = normalize(loop)
+    assert all(real == scaled for real, scaled in norm.values.items())  # small costs stay as they are
+    ours = search(loop, make_backend("cpsat", DETERMINISTIC), SECONDS, DETERMINISTIC)
+    ii, length = ours.schedule.ii, ours.schedule.length(loop)
+    answer = swp_and_ws(norm, ii, length, SECONDS, DETERMINISTIC)
+    assert answer.status == "sat" and verify(loop, answer.schedule) == []
+    assert swp_and_ws(norm, ii - 1, length, SECONDS, DETERMINISTIC).status == "unsat"

@@ -27,9 +27,13 @@ The paper's constraints, and how each is stated:
   the copies present are a subset, so the paper's other cycles add nothing.
 * MEMORY CAPACITY (smem, tmem) and REGISTER LIMIT at every cycle of Q, from ``live``: a copy's
   result is live from its issue until it and every consumer copy in Q have *completed* (twill's
-  rule 7: an async consumer keeps its input), and, the paper's initial condition, until T if a
-  consumer copy lies beyond Q. Liveness is forced backward (the paper's first two rules); the
-  deadness rule is left out, since every use of ``live`` is an upper bound. Shared memory also
+  rule 7: an async consumer keeps its input; an op reading its own earlier result, an accumulator
+  updated in place, holds it only until it issues). The paper keeps the loop-carried results of
+  the last copy live at T; here the rule is exact: a consumer copy beyond Q is copy 0 shifted, as
+  inside Q, and a result it releases after T is live to T (the paper's rule over-counts a last
+  copy released before T and under-counts an earlier copy read beyond Q). Liveness is forced
+  backward (the paper's first two rules); the deadness rule is left out, since every use of
+  ``live`` is an upper bound. Shared memory also
   holds the staging buffer of a live register value read on another role (twill's rule 9).
 
 Adapted to twill's joint model (docs/joint-model.md):
@@ -63,7 +67,7 @@ from math import ceil
 
 import z3
 
-from twill.model.joint import THREADS_PER_WARP, register_bytes
+from twill.model.joint import THREADS_PER_WARP, held_after_issue, register_bytes
 from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 from twill.solver.backend import Query, Settings
@@ -304,24 +308,26 @@ class Encoding:
             span = op.depth * self.ii
             self.smt.add(op.duration <= span)
             for e in (e for e in self.loop.edges if e.src == v):
-                latest = span - self.ii * e.distance - self.dur[e.dst]
+                latest = span - self.ii * e.distance - held_after_issue(self.loop, e)
                 for t, x in enumerate(self.op[v]):
                     self.smt.clause(neg(x), self.before(e.dst, 0, t + latest + 1))
 
     def _liveness(self, v: int) -> list[dict[int, str]]:
-        """live[v,i,t] for each copy i, forced from the last use backward to the issue."""
-        ii, horizon, n = self.ii, self.horizon, self.copies
-        out = [e for e in self.loop.edges if e.src == v]
+        """live[v,i,t] for each copy i, forced from the last release backward to the issue. A
+        consumer copy beyond Q is copy 0 shifted, like those inside; released after T: live to T."""
+        ii, horizon, loop = self.ii, self.horizon, self.loop
+        out = [(e.dst, e.distance, held_after_issue(loop, e)) for e in loop.edges if e.src == v]
         lives = []
-        for copy in range(n):
+        for copy in range(self.copies):
             live = {t: self.smt.declare(f"live_{v}_{copy}_{t}") for t in range(copy * ii, horizon)}
-            if any(copy + e.distance >= n for e in out):  # a consumer beyond Q: live to T
-                self.smt.clause(neg(self.before(v, copy, horizon)), live[horizon - 1])
+            for c, distance, held in out:
+                self.smt.clause(neg(self.before(v, copy, horizon)), self.before(c, copy + distance, horizon - held + 1),
+                                live[horizon - 1])
             for t in live:
                 self.smt.clause(neg(live[t]), self.issued(v, copy, t), live.get(t - 1, False))
                 ends = [self.issued(v, copy, t + 1 - self.dur[v])] if self.dur[v] else []
-                ends += [conj(self.issued(e.dst, copy + e.distance, t + 1 - self.dur[e.dst]),
-                              self.before(v, copy, t + 1)) for e in out if copy + e.distance < n]
+                ends += [conj(self.issued(c, copy + distance, t + 1 - held), self.before(v, copy, t + 1))
+                         for c, distance, held in out]
                 for end in ends:
                     self.smt.clause(neg(end), live[t])
             lives.append(live)
