@@ -36,8 +36,8 @@ class Normalized:
     """A loop with every cycle count replaced by its normalized value.
 
     ``loop`` has scaled latencies, reservations (zero-cycle ones dropped), issue cycles and edge
-    delays. Hand-offs are per edge here (``handoff``), since a scaled barrier plus a scaled
-    per-KiB transfer is not the scaled sum: the hand-off fields of ``loop.warps`` are not used.
+    delays. Its hand-offs are ``handoff``, per edge (a scaled barrier plus a scaled per-KiB
+    transfer is not the scaled sum): ``loop.warps`` keeps the real-cycle hand-off fields.
     """
 
     loop: Loop
@@ -115,8 +115,7 @@ def normalize(loop: Loop, upper: int = UPPER, seconds: float = SECONDS, seed: in
     edges = tuple(replace(e, delay=values[e.delay]) for e in loop.edges)
     handoff = tuple(values[handoff_cost(loop, e)] if can_cross(loop, e) else 0 for e in loop.edges)
     scale = sum(counts) / sum(scaled)
-    return Normalized(Loop(loop.name, loop.capacity, ops, edges, loop.warps), handoff, values, scale,
-                      error, optimal, work)
+    return Normalized(replace(loop, ops=ops, edges=edges), handoff, values, scale, error, optimal, work)
 
 
 def _scaled_op(op: Op, values: dict[int, int]) -> Op:
