@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import yaml
 
 from twill.errors import SpecError
 from twill.model.loader import load_schedule, load_spec
@@ -35,11 +36,30 @@ SubtileOption = typer.Option(None, "--subtile", min=1, help="Split ops marked `s
 CrossRoleOption = typer.Option(None, "--cross-role/--no-cross-role",
                                help="Allow (or ban) register values crossing roles (overrides the spec).")
 MaxWarpsOption = typer.Option(None, "--max-warps", min=1, help="At most N warps per CTA (overrides the spec).")
+SetOption = typer.Option(None, "--set", metavar="NAME=VALUE",
+                         help="Set a kernel parameter of the spec's `params` (repeatable), e.g. --set head_dim=64.")
 ENCODINGS = ("compact", "time-indexed")
 EncodingOption = typer.Option("compact", "--encoding",
                               help="compact: twill's exact model (--backend). time-indexed: the Twill paper's "
                                    "encoding on Z3 after cost normalization (U = 300), a baseline with no proof "
                                    "for real cycles.")
+
+
+def parse_settings(settings: Optional[list[str]]) -> dict:
+    """``["head_dim=64", "causal=true"]`` -> ``{"head_dim": 64, "causal": True}`` (YAML scalars)."""
+    values = {}
+    for setting in settings or []:
+        name, sep, text = setting.partition("=")
+        if not sep or not name.strip() or not text.strip():
+            raise SpecError(f"expected NAME=VALUE, got {setting!r}", field="--set")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = None
+        if not isinstance(value, (bool, int, float, str)):
+            raise SpecError(f"expected a number, true/false or a word, got {text!r}", field=f"--set {name.strip()}")
+        values[name.strip()] = value
+    return values
 
 
 def fail(error: SpecError) -> None:
@@ -70,10 +90,11 @@ def emit_json(data: dict, target: str) -> None:
 @app.command()
 def check(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Optional[str] = MachineOption,
           subtile: Optional[int] = SubtileOption, cross_role: Optional[bool] = CrossRoleOption,
-          max_warps: Optional[int] = MaxWarpsOption):
+          max_warps: Optional[int] = MaxWarpsOption, settings: Optional[list[str]] = SetOption):
     """Validate a spec and print the lower bounds on II and what binds them."""
     try:
-        loop = load_spec(spec, machine, subtile=subtile, cross_role=cross_role, max_warps=max_warps)
+        loop = load_spec(spec, machine, parse_settings(settings), subtile=subtile, cross_role=cross_role,
+                         max_warps=max_warps)
     except SpecError as error:
         fail(error)
     typer.echo(render_bounds(loop, compute_bounds(loop)))
@@ -84,14 +105,16 @@ def solve(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Op
           backend: str = BackendOption, time_limit: float = TimeLimitOption,
           deterministic: bool = DeterministicOption, json_out: Optional[str] = JsonOption,
           subtile: Optional[int] = SubtileOption, cross_role: Optional[bool] = CrossRoleOption,
-          max_warps: Optional[int] = MaxWarpsOption, encoding: str = EncodingOption):
+          max_warps: Optional[int] = MaxWarpsOption, encoding: str = EncodingOption,
+          settings: Optional[list[str]] = SetOption):
     """Find the smallest II and prove it optimal, then minimize the remaining objectives in order.
 
     Pure loops: length, then stages. Joint loops (machine with warps): length, bytes moved across
     roles, ring slots, roles used.
     """
     try:
-        loop = load_spec(spec, machine, subtile=subtile, cross_role=cross_role, max_warps=max_warps)
+        loop = load_spec(spec, machine, parse_settings(settings), subtile=subtile, cross_role=cross_role,
+                         max_warps=max_warps)
         if encoding not in ENCODINGS:
             raise SpecError(f"unknown encoding {encoding!r} (choose from {', '.join(ENCODINGS)})", field="--encoding")
     except SpecError as error:
@@ -124,10 +147,12 @@ def verify_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
                    machine: Optional[str] = MachineOption, backend: str = BackendOption,
                    time_limit: float = TimeLimitOption, deterministic: bool = DeterministicOption,
                    json_out: Optional[str] = JsonOption, subtile: Optional[int] = SubtileOption,
-                   cross_role: Optional[bool] = CrossRoleOption, max_warps: Optional[int] = MaxWarpsOption):
+                   cross_role: Optional[bool] = CrossRoleOption, max_warps: Optional[int] = MaxWarpsOption,
+                   settings: Optional[list[str]] = SetOption):
     """Check a hand-written schedule; report the violated constraint or how far it is from optimal."""
     try:
-        loop = load_spec(spec, machine, subtile=subtile, cross_role=cross_role, max_warps=max_warps)
+        loop = load_spec(spec, machine, parse_settings(settings), subtile=subtile, cross_role=cross_role,
+                         max_warps=max_warps)
         given = load_schedule(schedule_file, loop)
     except SpecError as error:
         fail(error)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from twill.errors import SpecError
 from twill.model.graph import longest_paths
 from twill.model.loop import Dependence, Loop, Op, Reservation, Warps
+from twill.model.kinds import resolve_kind
 from twill.model.spec import LoopSpec, MachineSpec, OpSpec, ScheduleSpec
-from twill.model.yamlsource import SourceMap, load_yaml
+from twill.model.template import instantiate
+from twill.model.yamlsource import Nested, SourceMap, load_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -84,51 +87,47 @@ def load_machine(name_or_path: str, *, referenced_from: SourceMap | None = None,
     return validate(MachineSpec, data, source)
 
 
-def load_spec(path: str | Path, machine: str | None = None, **overrides: Any) -> Loop:
-    """Read a loop spec; ``machine`` (a name or path) overrides the spec's own ``machine:``, and
-    ``overrides`` (subtile, cross_role, max_warps; None: keep) override the spec's fields."""
+def load_spec(path: str | Path, machine: str | None = None, params: Mapping[str, Any] | None = None,
+              **overrides: Any) -> Loop:
+    """Read a loop spec; ``machine`` (a name or path) overrides the spec's own ``machine:``, ``params``
+    set its parameters, and ``overrides`` (subtile, cross_role, max_warps; None: keep) its fields."""
     data, source = load_yaml(path)
+    machine_spec = _machine(data, source, machine)
+    if machine_spec is None:
+        validate(LoopSpec, data, source)  # report a malformed spec before the missing machine
+        raise source.error(("name",), "no machine: add `machine:` to the spec or pass --machine")
+    data = instantiate(data, source, machine_spec, params or {})
     spec = validate(LoopSpec, data, source)
     spec = spec.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    if machine is not None:
-        machine_spec = load_machine(machine)
-    elif isinstance(spec.machine, str):
-        machine_spec = load_machine(spec.machine, referenced_from=source, field=("machine",))
-    elif spec.machine is not None:
-        machine_spec = spec.machine
-    else:
-        raise source.error(("name",), "no machine: add `machine:` to the spec or pass --machine")
     return build_loop(spec, machine_spec, source)
 
 
+def _machine(data: Any, source: SourceMap, machine: str | None) -> MachineSpec | None:
+    """The machine named on the command line, else the spec's ``machine:`` (a name, path or mapping)."""
+    if machine is not None:
+        return load_machine(machine)
+    written = data.get("machine") if isinstance(data, dict) else None
+    if isinstance(written, str):
+        return load_machine(written, referenced_from=source, field=("machine",))
+    if isinstance(written, dict):
+        return validate(MachineSpec, written, Nested(source, ("machine",)))
+    if written is not None:
+        raise source.error(("machine",), "expected a machine name, a path or a mapping")
+    return None
+
+
 def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
-    """Resolve names and defaults, sub-tile, and reject what no schedule can satisfy."""
+    """Resolve names, kinds and defaults, sub-tile, and reject what no schedule can satisfy."""
     index: dict[str, int] = {}
-    ops = []
+    ops, parts = [], []
     warps = _warps(spec, machine, source)
     for i, op in enumerate(spec.ops):
         if op.name in index:
             raise source.error(("ops", i, "name"), f"duplicate op name {op.name!r}")
         index[op.name] = i
-        table = []
-        for j, res in enumerate(op.reservation_table()):
-            field = ("ops", i, "unit") if op.reservations is None else ("ops", i, "reservations", j, "unit")
-            if res.unit not in machine.units:
-                raise source.error(field, f"unknown unit {res.unit!r} (machine has: {', '.join(machine.units)})")
-            capacity = machine.capacity(res.unit)
-            if capacity == 0:
-                raise source.error(field, f"unit {res.unit!r} has capacity 0 on this machine")
-            if res.amount > capacity:
-                raise source.error(field, f"needs {res.amount} instances of unit {res.unit!r}, "
-                                          f"the machine has {capacity}")
-            table.append(Reservation(res.unit, res.offset, res.cycles, res.amount))
-        if warps is not None:
-            _check_joint_op(op, ("ops", i), warps, source)
-        ops.append(Op(op.name, op.latency, tuple(table), op.issue, op.warps, op.variable_latency,
-                      op.registers, op.smem, op.tmem, op.depth, op.work))
-        if op.issue is not None and op.issue > ops[-1].duration:
-            raise source.error(("ops", i, "issue"), f"issue {op.issue} cycles is longer than the op "
-                                                    f"itself ({ops[-1].duration} cycles)")
+        split = isinstance(op.subtile, str) and spec.subtile > 1  # the parts are checked, not the whole
+        ops.append(_op(op, ("ops", i), machine, None if split else warps, source))
+        parts.append(_op(op, ("ops", i), machine, warps, source, (op.subtile, spec.subtile)) if split else None)
 
     edges = []
     for j, edge in enumerate(spec.edges):
@@ -140,7 +139,8 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
         edges.append(Dependence(src, dst, delay, edge.distance, edge.blocking, edge.barrier))
     edge_fields = [("edges", j) for j in range(len(edges))]
     if spec.subtile > 1:
-        ops, edges, edge_fields = subtile(ops, edges, [op.subtile for op in spec.ops], spec.subtile)
+        ops, edges, edge_fields = subtile(ops, edges, [op.subtile is not False for op in spec.ops], spec.subtile,
+                                          parts)
 
     # A cycle of same-iteration dependences with positive total delay can never be scheduled.
     same_iteration = [(j, e) for j, e in enumerate(edges) if e.distance == 0]
@@ -152,6 +152,35 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
                            "infeasible for every II")
     capacity = {unit: machine.capacity(unit) for unit in machine.units}
     return Loop(spec.name, capacity, tuple(ops), tuple(edges), warps)
+
+
+def _op(op: OpSpec, at: tuple, machine: MachineSpec, warps: Warps | None, source: SourceMap,
+        split: tuple[str, int] | None = None) -> Op:
+    """One op with its kind's costs (``split``: one part of a sub-tiled op) and its reservations checked."""
+    if op.kind is not None:
+        op = resolve_kind(op, machine, at, source, split)
+    if op.latency is None:
+        raise source.error(at + ("latency",), "required field is missing (or give a `kind` of the machine)")
+    table = []
+    for j, res in enumerate(op.reservation_table()):
+        field = at + ("unit",) if op.reservations is None else at + ("reservations", j, "unit")
+        if res.unit not in machine.units:
+            raise source.error(field, f"unknown unit {res.unit!r} (machine has: {', '.join(machine.units)})")
+        capacity = machine.capacity(res.unit)
+        if capacity == 0:
+            raise source.error(field, f"unit {res.unit!r} has capacity 0 on this machine")
+        if res.amount > capacity:
+            raise source.error(field, f"needs {res.amount} instances of unit {res.unit!r}, "
+                                      f"the machine has {capacity}")
+        table.append(Reservation(res.unit, res.offset, res.cycles, res.amount))
+    if warps is not None:
+        _check_joint_op(op, at, warps, source)
+    result = Op(op.name, op.latency, tuple(table), op.issue, op.warps, op.variable_latency,
+                op.registers, op.smem, op.tmem, op.depth, op.work)
+    if op.issue is not None and op.issue > result.duration:
+        raise source.error(at + ("issue",), f"issue {op.issue} cycles is longer than the op "
+                                            f"itself ({result.duration} cycles)")
+    return result
 
 
 def _warps(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Warps | None:
@@ -194,8 +223,10 @@ def _check_joint_op(op: OpSpec, at: tuple, warps: Warps, source: SourceMap) -> N
             raise source.error(at + (memory,), f"needs {need} of {memory}, the machine has {capacity}")
 
 
-def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int):
-    """Split every marked op into ``n`` sub-ops with costs and footprints divided by ``n`` (rounded up).
+def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int,
+            parts: list[Op | None] | None = None):
+    """Split every marked op into ``n`` sub-ops: copies of its ``parts`` entry when given (costed by its
+    kind), else with costs and footprints divided by ``n`` (rounded up).
 
     Edges between two split ops join sub-op j to sub-op j; an edge between a split op and an
     unsplit one joins every sub-op (the unsplit op is a common input or a common consumer).
@@ -210,15 +241,18 @@ def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int):
             copies.append([len(new_ops)])
             new_ops.append(op)
             continue
-        table = tuple(Reservation(r.unit, part(r.offset), part(r.cycles), r.amount) for r in op.reservations)
+        given = parts[len(copies)] if parts is not None else None
+        if given is None:
+            table = tuple(Reservation(r.unit, part(r.offset), part(r.cycles), r.amount) for r in op.reservations)
+            given = Op(op.name, part(op.latency), table, part(op.issue_cycles), op.warps, op.variable_latency,
+                       part(op.registers), part(op.smem), part(op.tmem), op.depth, part(op.work))
         copies.append(list(range(len(new_ops), len(new_ops) + n)))
-        new_ops += [Op(f"{op.name}.{j}", part(op.latency), table, part(op.issue_cycles), op.warps,
-                       op.variable_latency, part(op.registers), part(op.smem), part(op.tmem), op.depth,
-                       part(op.work))
-                    for j in range(n)]
+        new_ops += [dataclasses.replace(given, name=f"{op.name}.{j}") for j in range(n)]
     new_edges, fields = [], []
     for j, e in enumerate(edges):
-        delay = part(e.delay) if marked[e.src] else e.delay
+        delay = e.delay
+        if marked[e.src]:  # the latency of a part, or the written delay divided
+            delay = new_ops[copies[e.src][0]].latency if e.delay == ops[e.src].latency else part(e.delay)
         if marked[e.src] and marked[e.dst]:
             pairs = zip(copies[e.src], copies[e.dst])
         else:

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 NonNegInt = Annotated[int, Field(ge=0, strict=True)]
 PosInt = Annotated[int, Field(ge=1, strict=True)]
 Name = Annotated[str, Field(min_length=1)]
+Scalar = Union[bool, int, float, str]
+Expr = Union[int, str]                  # a number, or an expression string (twill/model/expr.py)
 
 
 def by_shape(value: Any) -> str:
@@ -31,7 +33,9 @@ class ReservationSpec(Strict):
 
 class OpSpec(Strict):
     name: Name
-    latency: NonNegInt
+    latency: NonNegInt | None = None    # required unless `kind` gives it
+    kind: Name | None = None            # a cost kind of the machine (`kinds:`), evaluated with `args`
+    args: dict[Name, Scalar] = {}
     unit: Name | None = None
     occupancy: PosInt | None = None
     reservations: list[ReservationSpec] | None = None
@@ -43,11 +47,16 @@ class OpSpec(Strict):
     smem: NonNegInt = 0                 # bytes, while its result is live
     tmem: NonNegInt = 0                 # columns, while its result is live
     depth: PosInt | None = None         # fix the ring slots of its result
-    subtile: bool = False               # split into the loop's `subtile` sub-ops
+    subtile: bool | Name = False        # split into the loop's `subtile` sub-ops; a name: the
+                                        # kind argument divided among them (costs re-evaluated)
     work: NonNegInt = 0                 # useful work per iteration (e.g. FLOPs): predicted throughput
 
     @model_validator(mode="after")
     def _one_way_to_reserve(self) -> "OpSpec":
+        if self.kind is None and self.args:
+            raise ValueError("`args` need a `kind`")
+        if isinstance(self.subtile, str) and self.kind is None:
+            raise ValueError("`subtile: ARG` splits a kind argument; the op has no `kind` (use `subtile: true`)")
         if self.reservations is not None and (self.unit is not None or self.occupancy is not None):
             raise ValueError("give either unit/occupancy or reservations, not both")
         if self.occupancy is not None and self.unit is None:
@@ -110,9 +119,39 @@ class HandoffSpec(Strict):
     source: str | None = None
 
 
+class ConstantSpec(Strict):
+    """A named number (or table of numbers by key, e.g. by dtype) that expressions may use."""
+
+    value: Scalar | dict[Name, Union[int, float]]
+    source: str | None = None
+
+
+class KindSpec(Strict):
+    """How the machine costs one kind of op: op fields as expressions of ``args`` and the constants.
+
+    Fields are evaluated in the order below; each may use the ones before it (latency may use occupancy).
+    """
+
+    args: dict[Name, Scalar | None] = {}  # argument -> default (None: the op must give it)
+    unit: Name | None = None
+    occupancy: Expr | None = None
+    reservations: list[dict[Name, Expr]] | None = None
+    latency: Expr
+    issue: Expr | None = None
+    warps: Expr | None = None
+    variable_latency: bool | str | None = None
+    registers: Expr | None = None
+    smem: Expr | None = None
+    tmem: Expr | None = None
+    work: Expr | None = None
+    source: str | None = None
+
+
 class MachineSpec(Strict):
     name: Name | None = None
     description: str | None = None
+    constants: dict[Name, ConstantSpec] = {}
+    kinds: dict[Name, KindSpec] = {}
     warps: WarpsSpec | None = None      # present: the joint problem (roles) applies
     registers: RegistersSpec | None = None
     memories: dict[Literal["smem", "tmem"], MemorySpec] = {}
@@ -130,6 +169,14 @@ class MachineSpec(Strict):
     def capacity(self, unit: str) -> int:
         value = self.units[unit]
         return value if isinstance(value, int) else value.count
+
+
+class ParamSpec(Strict):
+    """A kernel parameter, set with ``--set NAME=VALUE``."""
+
+    default: Scalar | dict[Name, Scalar]    # a mapping: the default per machine name
+    choices: list[Scalar] | None = None
+    doc: str | None = None
 
 
 class LoopSpec(Strict):

@@ -33,6 +33,13 @@ class SourceMap:
     def __init__(self, file: str, root: yaml.Node | None):
         self.file = file
         self.root = root
+        self.kept: dict[str, list[int]] = {}  # list field -> original index of each item still present
+
+    def original(self, path: Path_) -> Path_:
+        """``path`` in the file as written, when items of a list were dropped (``when:``) after parsing."""
+        if len(path) >= 2 and path[0] in self.kept and isinstance(path[1], int) and path[1] < len(self.kept[path[0]]):
+            return (path[0], self.kept[path[0]][path[1]]) + tuple(path[2:])
+        return path
 
     def line(self, path: Path_) -> int | None:
         """Line of the deepest node along ``path`` that exists (path parts that are not keys are skipped)."""
@@ -40,7 +47,7 @@ class SourceMap:
         if node is None:
             return None
         best = node.start_mark.line + 1
-        for part in path:
+        for part in self.original(path):
             child = _child(node, part)
             if child is None:
                 continue
@@ -56,18 +63,36 @@ class SourceMap:
 
     def key_line(self, path: Path_) -> int | None:
         """Line of the *key* that ends ``path`` (for unknown or duplicate keys)."""
+        written = self.original(path)
         parent = self.root
-        for part in path[:-1]:
+        for part in written[:-1]:
             parent = _child(parent, part) if parent is not None else None
         if isinstance(parent, yaml.MappingNode):
             for key, _ in parent.value:
-                if key.value == path[-1]:
+                if key.value == written[-1]:
                     return key.start_mark.line + 1
         return self.line(path)
 
     def error(self, path: Path_, message: str, *, at_key: bool = False) -> SpecError:
         line = self.key_line(path) if at_key else self.line(path)
-        return SpecError(message, file=self.file, line=line, field=field_name(path))
+        return SpecError(message, file=self.file, line=line, field=field_name(self.original(path)))
+
+
+class Nested(SourceMap):
+    """The source map of one sub-document (e.g. an inline machine), for validation errors."""
+
+    def __init__(self, parent: SourceMap, prefix: tuple):
+        super().__init__(parent.file, parent.root)
+        self.parent, self.prefix = parent, prefix
+
+    def line(self, path):
+        return self.parent.line(self.prefix + tuple(path))
+
+    def key_line(self, path):
+        return self.parent.key_line(self.prefix + tuple(path))
+
+    def error(self, path, message, *, at_key=False):
+        return self.parent.error(self.prefix + tuple(path), message, at_key=at_key)
 
 
 def _child(node: yaml.Node, part: Any) -> yaml.Node | None:
