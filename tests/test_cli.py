@@ -92,7 +92,8 @@ def test_verify_paper_schedule_is_optimal():
     result = run("verify", TOY, str(SPECS / "schedules" / "fig1-toy-paper.yaml"), "--deterministic")
     assert result.exit_code == 0
     assert "valid at II 2 (length 4, stages 2)" in result.stdout
-    assert "optimal II is 2 (proven): this schedule's II is optimal" in result.stdout
+    assert "optimal: II 2 equals the proven minimum (proof: II 1 infeasible (res_mii: unit tc: 2 cycles of " \
+           "work on 1 instance(s)); II 2 feasible (cpsat))" in result.stdout
 
 
 def test_verify_unpipelined_schedule_shows_the_gap():
@@ -101,7 +102,7 @@ def test_verify_unpipelined_schedule_shows_the_gap():
     data = json.loads(result.stdout)
     assert (data["valid"], data["ii"], data["optimal_ii"], data["gap"]) == (True, 3, 2, 1)
     text = run("verify", TOY, str(SPECS / "schedules" / "fig1-toy-inorder.yaml")).stdout
-    assert "this schedule is 1 cycle(s) above it (+50.0% time per iteration)" in text
+    assert "not optimal: twill finds II 2 (50.0% higher throughput), proven minimal" in text
 
 
 def test_verify_names_the_violated_constraint(tmp_path):

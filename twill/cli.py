@@ -143,35 +143,34 @@ def solve_time_indexed(loop, time_limit: float, deterministic: bool, json_out: O
 
 @app.command("verify")
 def verify_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
-                   schedule_file: str = typer.Argument(..., metavar="SCHEDULE", help="Schedule (YAML: ii, starts)."),
+                   schedule_file: str = typer.Argument(..., metavar="SCHEDULE",
+                                                       help="Schedule (YAML): roles with ops in issue order "
+                                                            "and stages, or ii and starts (docs/hand-schedules.md)."),
                    machine: Optional[str] = MachineOption, backend: str = BackendOption,
                    time_limit: float = TimeLimitOption, deterministic: bool = DeterministicOption,
                    json_out: Optional[str] = JsonOption, subtile: Optional[int] = SubtileOption,
                    cross_role: Optional[bool] = CrossRoleOption, max_warps: Optional[int] = MaxWarpsOption,
                    settings: Optional[list[str]] = SetOption):
-    """Check a hand-written schedule; report the violated constraint or how far it is from optimal."""
+    """Review a hand schedule: valid or not, its roles and rings, and whether its II is optimal (and why not)."""
+    from twill.model.hand_schedule import load_hand_schedule, read_header
+    from twill.report_verify import render_review, review_json
+    from twill.review import review
+
     try:
-        loop = load_spec(spec, machine, parse_settings(settings), subtile=subtile, cross_role=cross_role,
+        header = read_header(schedule_file)
+        params = (header.params or {}) | parse_settings(settings)
+        loop = load_spec(spec, machine or header.machine, params or None, subtile=subtile, cross_role=cross_role,
                          max_warps=max_warps)
-        given = load_schedule(schedule_file, loop)
+        hand = load_hand_schedule(schedule_file, loop)
     except SpecError as error:
         fail(error)
-    schedule = Schedule.from_names(loop, given.ii, given.starts, given.roles)
-    violations = verify(loop, schedule)
+    checked = review(loop, hand)
     result = run_search(loop, backend, time_limit, deterministic)
     if json_out is not None:
-        emit_json({
-            "schedule": schedule_file, "valid": not violations, "ii": schedule.ii,
-            "violations": [{"constraint": v.constraint, "message": v.message} for v in violations],
-            "length": schedule.length(loop), "stages": schedule.stages,
-            "optimal_ii": result.schedule.ii if result.optimal else None,
-            "gap": schedule.ii - result.schedule.ii if result.optimal else None,
-            "search": search_json(result, not deterministic),
-        }, json_out)
+        emit_json(review_json(checked, result, not deterministic), json_out)
     if json_out != "-":
-        typer.echo(render_verdict(loop, schedule, violations, schedule_file))
-        typer.echo(render_gap(schedule, result))
-    raise typer.Exit(1 if violations else 0)
+        typer.echo(render_review(checked, result))
+    raise typer.Exit(0 if checked.valid else 1)
 
 
 def main() -> None:
