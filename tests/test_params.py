@@ -132,3 +132,24 @@ def test_cli_set(tmp_path):
         result = runner.invoke(app, ["check", str(KERNEL), "--set", bad])
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert words in result.output, result.output
+
+
+def test_parts_all_joins_every_part(tmp_path):
+    spec = tmp_path / "k.yaml"
+    spec.write_text(f"name: k\nmachine: {HERE / 'machine.yaml'}\nsubtile: 2\n"
+                    "ops:\n  - {name: a, latency: 2, subtile: true}\n  - {name: b, latency: 2, subtile: true}\n"
+                    "  - {name: c, latency: 2, subtile: true}\n"
+                    "edges:\n  - {src: a, dst: b}\n  - {src: a, dst: c, parts: all}\n")
+    loop = load_spec(spec)
+    pairs = sorted((loop.ops[e.src].name, loop.ops[e.dst].name) for e in loop.edges)
+    assert pairs == [("a.0", "b.0"), ("a.0", "c.0"), ("a.0", "c.1"), ("a.1", "b.1"), ("a.1", "c.0"), ("a.1", "c.1")]
+
+
+@pytest.mark.parametrize("kernel", ["fa-fwd", "fa-bwd", "gemm"])
+@pytest.mark.parametrize("machine", ["h100", "b200"])
+def test_shipped_kernels_load(kernel, machine):
+    """Every shipped kernel spec loads on both machines, and its tensor-core work is what its shape says."""
+    loop = load_spec(HERE.parents[1] / "specs" / "kernels" / f"{kernel}.yaml", machine)
+    flops_per_cycle = {"h100": 4096, "b200": 8192}[machine]
+    tc = sum(r.cycles for op in loop.ops for r in op.reservations if r.unit == "tc")
+    assert tc * flops_per_cycle == sum(op.work for op in loop.ops)

@@ -140,7 +140,7 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
     edge_fields = [("edges", j) for j in range(len(edges))]
     if spec.subtile > 1:
         ops, edges, edge_fields = subtile(ops, edges, [op.subtile is not False for op in spec.ops], spec.subtile,
-                                          parts)
+                                          parts, [edge.parts == "all" for edge in spec.edges])
 
     # A cycle of same-iteration dependences with positive total delay can never be scheduled.
     same_iteration = [(j, e) for j, e in enumerate(edges) if e.distance == 0]
@@ -224,12 +224,13 @@ def _check_joint_op(op: OpSpec, at: tuple, warps: Warps, source: SourceMap) -> N
 
 
 def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int,
-            parts: list[Op | None] | None = None):
+            parts: list[Op | None] | None = None, all_pairs: list[bool] | None = None):
     """Split every marked op into ``n`` sub-ops: copies of its ``parts`` entry when given (costed by its
     kind), else with costs and footprints divided by ``n`` (rounded up).
 
-    Edges between two split ops join sub-op j to sub-op j; an edge between a split op and an
-    unsplit one joins every sub-op (the unsplit op is a common input or a common consumer).
+    Edges between two split ops join sub-op j to sub-op j (every pair where ``all_pairs`` says so);
+    an edge between a split op and an unsplit one joins every sub-op (the unsplit op is a common
+    input or a common consumer).
     Returns the new ops, edges and, per new edge, the spec field of the edge it came from.
     """
     def part(x: int | None) -> int | None:
@@ -253,7 +254,7 @@ def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int,
         delay = e.delay
         if marked[e.src]:  # the latency of a part, or the written delay divided
             delay = new_ops[copies[e.src][0]].latency if e.delay == ops[e.src].latency else part(e.delay)
-        if marked[e.src] and marked[e.dst]:
+        if marked[e.src] and marked[e.dst] and not (all_pairs and all_pairs[j]):
             pairs = zip(copies[e.src], copies[e.dst])
         else:
             pairs = [(a, b) for a in copies[e.src] for b in copies[e.dst]]

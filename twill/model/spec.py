@@ -78,6 +78,7 @@ class EdgeSpec(Strict):
     distance: NonNegInt = 0
     blocking: bool = False
     barrier: Literal["mbarrier", "named"] = "mbarrier"
+    parts: Literal["same", "all"] = "same"  # sub-tiled ends: part j -> part j, or every part -> every part
 
 
 class UnitSpec(Strict):
