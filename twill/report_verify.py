@@ -144,6 +144,7 @@ def review_json(r: Review, result: SearchResult | None, show_time: bool = True) 
         "form": r.hand.form,
         "ii_source": r.ii_source if r.hand.form == "structured" else "file",
         "structure_best_ii": r.best_ii,
+        "structure_best_ii_proven": r.best_proven,
         "scanned": list(r.scanned) if r.scanned else None,
         "impossible": r.impossible,
         "contradiction": _arc_json(loop, r.contradiction) if r.contradiction else None,
@@ -179,9 +180,11 @@ def render_review(r: Review, result: SearchResult | None) -> str:
     lines = []
     how = ("explicit starts" if hand.form == "explicit" else
            "structured, II from the file" if r.ii_source == "file" else
-           "structured, the smallest II at which its earliest placement is valid")
+           "structured, II: the smallest at which its placement verifies"
+           + ("; no placement of this structure exists below it" if r.best_proven else
+              "; another placement of the structure might do better"))
     if r.impossible:
-        lines.append(f"{hand.file}: INVALID at every II: the structure contradicts itself ({how})")
+        lines.append(f"{hand.file}: INVALID at every II: the structure contradicts itself")
         lines.append("  cycle: " + "; ".join(a.text for a in r.contradiction))
         const, coef = sum(a.const for a in r.contradiction), sum(a.coef for a in r.contradiction)
         lines.append(f"  weight {const} {'+' if coef >= 0 else '-'} {abs(coef)}*II > 0: {forced_ii(const, coef)}")
@@ -203,7 +206,8 @@ def render_review(r: Review, result: SearchResult | None) -> str:
             lines.append(f"  the same structure is valid at II {r.best_ii}")
     else:
         lines.append(f"{hand.file}: valid at II {r.ii} (length {s.length(loop)}, stages {s.stages}) "
-                     f"under the model; {how}")
+                     f"under the model")
+        lines.append(f"  {how}")
         p = r.placement
         if p is not None and not p.earliest:
             what = []
@@ -255,7 +259,8 @@ def _render_optimality(r: Review, result: SearchResult | None) -> str:
     if verdict == "below_minimum":
         return f"II {r.ii} is below twill's proven minimum {twill}: the model disagrees with itself (a bug)"
     lines.append(f"not optimal: twill finds II {twill} ({opt['throughput_gain_percent']}% higher throughput), "
-                 f"proven minimal (proof: {opt['proof']})")
+                 f"proven minimal")
+    lines.append(f"  proof: {opt['proof']}")
     lines += _render_binding(r)
     rows = comparison(r, result)
     if rows:

@@ -67,6 +67,12 @@ class Review:
     binding: list[Binding] = field(default_factory=list)
 
     @property
+    def best_proven(self) -> bool:
+        """No schedule of this structure exists below ``best_ii``: every smaller II is below MII or
+        below the least II at which the structure's difference constraints can hold (an interval)."""
+        return self.best_ii is not None and (self.best_ii <= self.bounds.mii or self.best_ii == self.range.low)
+
+    @property
     def valid(self) -> bool:
         return self.schedule is not None and not self.violations and not self.contradiction
 
@@ -80,14 +86,14 @@ def review(loop: Loop, hand: HandSchedule) -> Review:
     if hand.form == "explicit":
         r.ii, r.schedule = hand.ii, hand.schedule
         r.violations = verify(loop, hand.schedule)
-        _scan(r, arcs, stop=hand.ii)
+        _scan(r, arcs, stop=hand.ii if r.valid else None)
     elif rng.empty:
         r.impossible, r.contradiction = True, rng.cycles[0]
-        r.ii = hand.ii
+        r.ii, r.ii_source = hand.ii, "file" if hand.ii is not None else "scan"
     elif hand.ii is not None:
         r.ii = hand.ii
         _place_at(r, hand.ii, arcs)
-        _scan(r, arcs, stop=hand.ii)
+        _scan(r, arcs, stop=hand.ii if r.valid else None)
     else:
         r.ii_source = "scan"
         _scan(r, arcs, stop=None)
@@ -108,7 +114,8 @@ def _place_at(r: Review, ii: int, arcs: list[Arc]) -> None:
     p = place(r.loop, r.hand.structure, ii, arcs)
     r.placement = p
     if p.blocked is not None:
-        r.violations = [Violation("resource", p.blocked)]
+        r.violations = [Violation("placement", f"list placement failed: {p.blocked} (units are placed "
+                                               "greedily; another placement of this structure may exist)")]
         return
     if p.starts is None:
         r.contradiction = tuple(p.cycle)

@@ -276,7 +276,8 @@ class Placement:
     cycle: list[Arc] | None = None
     guessed: list[Arc] = field(default_factory=list)  # blocking arcs taken from the placement
     delays: list[Arc] = field(default_factory=list)   # ops delayed for a busy unit
-    blocked: str | None = None           # why an op found no free unit within its stage window
+    blocked: str | None = None           # why list placement failed (units placed greedily, so a
+                                         # placement of the structure may still exist)
 
     @property
     def earliest(self) -> bool:
@@ -357,7 +358,12 @@ def place(loop: Loop, s: Structure, ii: int, arcs: list[Arc] | None = None) -> P
     for _ in range(64 * n * n + 64):
         cycle = graph.solve()
         if cycle is not None:
-            return Placement(ii, None, cycle, guessed, delays)
+            placed = [a for a in cycle if a.kind == "unit" or a in guessed]
+            if not placed:  # only constraints the structure implies: a true contradiction
+                return Placement(ii, None, cycle, guessed, delays)
+            return Placement(ii, None, cycle, guessed, delays,
+                             f"after {placed[0].text}, the structure's constraints cannot be met at II {ii} "
+                             f"({'; '.join(a.text for a in cycle)})")
         starts = graph.dist[:n]
         added = False
         for e, o in dynamic:
