@@ -138,7 +138,7 @@ class _Instance:
 
     def hold(self, e) -> int:
         """Cycles a consumer keeps the value after issuing: none for an in-place self update (rule 7)."""
-        return 0 if e.src == e.dst else self.dur[e.dst]
+        return 0 if e.src == e.dst or e.release == "issue" else self.dur[e.dst]
 
     def _has_value(self, v: int) -> bool:
         op = self.loop.ops[v]
@@ -358,7 +358,7 @@ def tiny_loop(seed: int) -> Loop:
         carried=knobs.randint(0, 2), p_multi=0.1,
         max_issue=2, max_registers=16, max_handoff=2, transfer_per_kb=(0.0, 0.5),
         p_blocking=knobs.choice((0.0, 0.3)), p_variable=knobs.choice((0.0, 0.25)),
-        p_depth=knobs.choice((0.0, 0.2)), p_ban=0.25, tightness=knobs.choice((0.8, 1.0, 1.5)))
+        p_depth=knobs.choice((0.0, 0.2)), p_ban=0.25, tightness=knobs.choice((0.8, 1.0, 1.5)), p_release=0.3)
 
 
 @functools.lru_cache(maxsize=None)

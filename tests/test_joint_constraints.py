@@ -188,3 +188,15 @@ def test_subtiling_lowers_ii():
     assert compute_bounds(whole).rec_mii == 16 and compute_bounds(split).rec_mii == 8
     oracle_agrees(split, 8, values)
     oracle_agrees(whole, 16, whole_values)
+
+
+def test_release_at_issue_frees_tensor_memory_earlier():
+    loop, pair = load("tmem-release.yaml"), load("tmem-release-pair.yaml")
+    ii, values, roles, schedule = solved(loop)
+    assert ii == 7 and schedule.starts == (0, 4, 6) and len(set(roles.values())) == 1
+    pair_ii, pair_values, _, _ = solved(pair)
+    assert pair_ii == 10
+    # The release schedule on the pair: S would still be held by PV, 10 cycles > one slot x II 7.
+    assert rejected_by(pair, schedule) == {"tmem"}
+    oracle_agrees(loop, 7, values)
+    oracle_agrees(pair, 10, pair_values)

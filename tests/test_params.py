@@ -153,3 +153,9 @@ def test_shipped_kernels_load(kernel, machine):
     flops_per_cycle = {"h100": 4096, "b200": 8192}[machine]
     tc = sum(r.cycles for op in loop.ops for r in op.reservations if r.unit == "tc")
     assert tc * flops_per_cycle == sum(op.work for op in loop.ops)
+
+
+def test_release_at_issue_needs_a_common_unit(tmp_path):
+    error = located(tmp_path, "ops:\n  - {name: a, kind: mma, args: {m: 4, n: 4}}\n  - {name: b, latency: 1, unit: alu}\n"
+                              "edges:\n  - {src: a, dst: b, release: issue}\n")
+    assert (error.line, error.field) == (7, "edges[0].release") and "same unit" in error.message

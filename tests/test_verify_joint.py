@@ -475,7 +475,7 @@ def brute_force(loop: Loop, ii: int, t: tuple[int, ...], roles: tuple[int, ...])
     # 7: lifetimes; the depth is the most copies live at once on the unrolled timeline
     depth = []
     for v in range(n):
-        life = max([dur[v]] + [t[e.dst] + e.distance * ii + (0 if e.dst == v else dur[e.dst]) - t[v]
+        life = max([dur[v]] + [t[e.dst] + e.distance * ii + (0 if e.dst == v or e.release == "issue" else dur[e.dst]) - t[v]
                                for e in loop.edges if e.src == v])
         live = max(sum(1 for i in iterations if i * ii + t[v] <= c < i * ii + t[v] + life) for c in window)
         if ops[v].depth is not None:

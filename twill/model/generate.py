@@ -208,6 +208,7 @@ def random_joint_loop(n_ops: int, seed: int, *,
                       max_depth: int = 3,
                       p_blocking: float = 0.15,
                       p_named: float = 0.3,
+                      p_release: float = 0.0,
                       cross_role: bool | None = None,
                       p_ban: float = 0.2,
                       max_warps: int | None = None,
@@ -227,7 +228,8 @@ def random_joint_loop(n_ops: int, seed: int, *,
     shared-memory result (multiples of 512 bytes up to ``max_smem``), a tensor-memory result
     (multiples of 32 columns up to ``max_tmem``), and for a value a fixed ring depth
     (``p_depth``, ``1..max_depth``). Per edge: blocking (``p_blocking``) and a named barrier
-    (``p_named``). ``cross_role`` None bans cross-role register values with probability ``p_ban``.
+    (``p_named``), and, between ops sharing a unit, ``release: issue`` (``p_release``, drawn from a
+    separate stream so other draws do not change). ``cross_role`` None bans cross-role register values with probability ``p_ban``.
 
     ``warps`` fixes the machine; by default ``random_warps`` draws one whose register, shared and
     tensor memory capacities are ``tightness`` times a random fraction of the loop's footprints
@@ -253,6 +255,9 @@ def random_joint_loop(n_ops: int, seed: int, *,
                       registers, smem, tmem, depth))
     edges = tuple(replace(e, blocking=rng.random() < p_blocking,
                           barrier="named" if rng.random() < p_named else "mbarrier") for e in base.edges)
+    releases = random.Random(f"release-{n_ops}-{seed}")
+    edges = tuple(replace(e, release="issue") if ops[e.src].shares_unit(ops[e.dst]) and releases.random() < p_release
+                  else e for e in edges)
     if cross_role is None:
         cross_role = rng.random() >= p_ban
     if warps is None:

@@ -45,9 +45,10 @@ def carries_registers(loop: Loop, edge: Dependence) -> bool:
 
 
 def held_after_issue(loop: Loop, edge: Dependence) -> int:
-    """Cycles the consumer of ``edge`` keeps the value after it issues: until it completes, or
-    none for an op reading its own earlier result (an accumulator updated in place, O += PV)."""
-    return 0 if edge.src == edge.dst else loop.ops[edge.dst].duration
+    """Cycles the consumer of ``edge`` keeps the value after it issues: until it completes, or none
+    for an op reading its own earlier result (an accumulator updated in place, O += PV) and for an
+    edge with ``release: issue`` (the next writer runs behind the consumer on the same in-order unit)."""
+    return 0 if edge.src == edge.dst or edge.release == "issue" else loop.ops[edge.dst].duration
 
 
 def lifetime(loop: Loop, starts: tuple[int, ...], ii: int, op: int) -> int:

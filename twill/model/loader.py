@@ -136,7 +136,10 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
                 raise source.error(("edges", j, end), f"unknown op {getattr(edge, end)!r}")
         src, dst = index[edge.src], index[edge.dst]
         delay = ops[src].latency if edge.delay is None else edge.delay
-        edges.append(Dependence(src, dst, delay, edge.distance, edge.blocking, edge.barrier))
+        if edge.release == "issue" and not ops[src].shares_unit(ops[dst]):
+            raise source.error(("edges", j, "release"), "`release: issue` needs src and dst on the same unit: "
+                                                        "the next writer must queue behind the reader")
+        edges.append(Dependence(src, dst, delay, edge.distance, edge.blocking, edge.barrier, edge.release))
     edge_fields = [("edges", j) for j in range(len(edges))]
     if spec.subtile > 1:
         ops, edges, edge_fields = subtile(ops, edges, [op.subtile is not False for op in spec.ops], spec.subtile,
@@ -259,7 +262,7 @@ def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int,
         else:
             pairs = [(a, b) for a in copies[e.src] for b in copies[e.dst]]
         for a, b in pairs:
-            new_edges.append(Dependence(a, b, delay, e.distance, e.blocking, e.barrier))
+            new_edges.append(dataclasses.replace(e, src=a, dst=b, delay=delay))
             fields.append(("edges", j))
     return new_ops, new_edges, fields
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Barrier = Literal["mbarrier", "named"]
+Release = Literal["complete", "issue"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class Op:
     def issue(self) -> int:
         return self.duration if self.issue_cycles is None else self.issue_cycles
 
+    def shares_unit(self, other: "Op") -> bool:
+        return bool({r.unit for r in self.reservations} & {r.unit for r in other.reservations})
+
     @property
     def has_value(self) -> bool:
         return self.registers > 0 or self.smem > 0 or self.tmem > 0
@@ -61,6 +65,7 @@ class Dependence:
     distance: int
     blocking: bool = False           # dst waits for src's result and drains its role's older async work
     barrier: Barrier = "mbarrier"    # how a cross-role hand-off synchronizes
+    release: Release = "complete"    # dst frees src's buffer when it completes, or as soon as it issues
 
 
 @dataclass(frozen=True)

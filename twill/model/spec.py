@@ -79,6 +79,7 @@ class EdgeSpec(Strict):
     blocking: bool = False
     barrier: Literal["mbarrier", "named"] = "mbarrier"
     parts: Literal["same", "all"] = "same"  # sub-tiled ends: part j -> part j, or every part -> every part
+    release: Literal["complete", "issue"] = "complete"  # when dst frees src's buffer (docs/joint-model.md)
 
 
 class UnitSpec(Strict):
