@@ -95,7 +95,7 @@ def canonical_roles(n: int) -> Iterator[tuple[int, ...]]:
 @dataclass(frozen=True)
 class JointOptimum:
     ii: int
-    values: tuple[int, ...]   # per twill.model.objectives.JOINT_LEVELS: length, handoff_bytes, ring_slots, roles
+    values: tuple[int, ...]   # per twill.model.objectives.JOINT_LEVELS: handoff_bytes, length, ring_slots, roles
     schedule: Schedule
 
     def value(self, name: str) -> int:
@@ -315,7 +315,7 @@ def feasible_at(loop: Loop, ii: int) -> Schedule | None:
 
 
 def optimum_at(loop: Loop, ii: int) -> JointOptimum | None:
-    """The lexicographic optimum (length, handoff_bytes, ring_slots, roles) at ``ii``, or None."""
+    """The lexicographic optimum (twill.model.objectives.JOINT_LEVELS) at ``ii``, or None."""
     best: tuple | None = None
     for schedule in _Instance(loop, ii).candidates():
         key = tuple(objective_value(loop, schedule, name) for name in JOINT_LEVELS)

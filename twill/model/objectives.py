@@ -7,7 +7,7 @@ from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 
 PURE_LEVELS = ("length", "stages")
-JOINT_LEVELS = ("length", "handoff_bytes", "ring_slots", "roles")
+JOINT_LEVELS = ("handoff_bytes", "length", "ring_slots", "roles")
 
 
 def levels(loop: Loop) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 
-# Pure modulo scheduling minimizes length then stages; the joint problem length, handoff_bytes,
+# Pure modulo scheduling minimizes length then stages; the joint problem handoff_bytes, length,
 # ring_slots, roles (docs/joint-model.md). Values: twill.model.objectives.objective_value.
 Objective = Literal["length", "stages", "handoff_bytes", "ring_slots", "roles"]
 Status = Literal["optimal", "feasible", "infeasible", "unknown"]

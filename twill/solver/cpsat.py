@@ -4,7 +4,8 @@ Per op: slot p in [0, II), stage k in [0, K] and start t = II*k + p (linear, II 
 Edges are linear. A reservation of c cycles adds floor(c/II) full turns of constant load and an arc
 of c mod II cycles; arcs are laid out on a linear timeline in copies II apart, so that a (cumulative
 or no-overlap) constraint there is exactly the modulo constraint (docs/formulation.md). A joint loop
-adds roles and the rules of docs/joint-model.md (joint_cpsat.py).
+adds roles and the rules of docs/joint-model.md (joint_cpsat.py), fixes one op's slot to 0 ("Anchoring")
+and gets a lower bound on II for a whole range at once from a relaxation (joint_range.py).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import time
 from ortools.sat.python import cp_model
 
 from twill.model.loop import Loop
-from twill.model.objectives import objective_value
+from twill.model.objectives import JOINT_LEVELS, objective_value
 from twill.model.schedule import Schedule
 from twill.solver.backend import Outcome, Query, Settings
 from twill.solver.bounds import stage_bound
+from twill.solver.cpsat_params import configure
 from twill.solver.joint_cpsat import add_joint
+from twill.solver.joint_range import RelaxationOutcome, relaxation_bound
 
+ANCHORABLE = frozenset(JOINT_LEVELS)  # not "stages": moving every start can add a stage
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
           cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "unknown"}
 
@@ -32,57 +36,83 @@ class CpSatBackend:
 
     def solve(self, loop: Loop, query: Query, seconds: float | None) -> Outcome:
         ii, stages_max = query.ii, stage_bound(loop, query.ii)
+        anchor = anchor_op(loop) if anchored(loop, query) else None
+        stages_cap = stages_max + (anchor is not None)  # one more stage for the rotation (see anchored)
         model = cp_model.CpModel()
         slot = [model.new_int_var(0, ii - 1, f"p_{op.name}") for op in loop.ops]
-        stage = [model.new_int_var(0, stages_max, f"k_{op.name}") for op in loop.ops]
+        stage = [model.new_int_var(0, stages_cap, f"k_{op.name}") for op in loop.ops]
         start = [ii * k + p for k, p in zip(stage, slot)]
 
         for e in loop.edges:
             model.add(start[e.dst] - start[e.src] >= e.delay - ii * e.distance)
-        joint = add_joint(model, loop, ii, slot, start, stages_max) if loop.joint else None
+        joint = add_joint(model, loop, ii, slot, start, stages_cap) if loop.joint else None
         if not add_modulo_resources(model, loop, ii, slot) or (loop.joint and joint is None):
             return Outcome("infeasible", None, None, None, 0.0, stages_max)
 
-        horizon = ii * (stages_max + 1) + max(op.duration for op in loop.ops)
+        horizon = ii * (stages_cap + 1) + max(op.duration for op in loop.ops)
         length = model.new_int_var(0, horizon, "length")
         for op, t in zip(loop.ops, start):
             model.add(length >= t + op.duration)
-        stages = model.new_int_var(1, stages_max + 1, "stages")
+        stages = model.new_int_var(1, stages_cap + 1, "stages")
         for k in stage:
             model.add(stages >= k + 1)
+        if anchor is not None:
+            model.add(slot[anchor] == 0)
+            first = model.new_int_var(0, horizon, "first")  # the earliest start: length counts from it
+            for t in start:
+                model.add(first <= t)
+            length = length - first
         objectives = {"length": length, "stages": stages, **(joint.objectives if joint else {})}
         for name, value in query.limits:
             model.add(objectives[name] <= value)
         model.minimize(objectives[query.objective])
         if query.hint is not None:
+            shift = (-query.hint.starts[anchor]) % ii if anchor is not None else 0
             for p, k, t in zip(slot, stage, query.hint.starts):
-                model.add_hint(p, t % ii)
-                model.add_hint(k, t // ii)
+                model.add_hint(p, (t + shift) % ii)
+                model.add_hint(k, min((t + shift) // ii, stages_cap))
             if joint and query.hint.roles is not None:
                 joint.add_hint(model, loop, query.hint.roles)
 
         solver = cp_model.CpSolver()
-        self._configure(solver.parameters, seconds)
+        configure(solver.parameters, self.settings, seconds)
+
         began = time.perf_counter()
         status = STATUS.get(solver.solve(model), "unknown")
         work = solver.response_proto.deterministic_time if self.settings.deterministic \
             else time.perf_counter() - began
         if status in ("infeasible", "unknown"):
             return Outcome(status, None, None, None, work, stages_max)
-        schedule = Schedule(ii, tuple(solver.value(t) for t in start), joint.decode(solver) if joint else None)
+        starts = [solver.value(t) for t in start]
+        if anchor is not None:  # shift the earliest start to cycle 0
+            starts = [t - min(starts) for t in starts]
+        schedule = Schedule(ii, tuple(starts), joint.decode(solver) if joint else None)
         return Outcome(status, schedule, objective_value(loop, schedule, query.objective),
                        int(round(solver.best_objective_bound)), work, stages_max)
 
-    def _configure(self, params, seconds: float | None) -> None:
-        params.random_seed = self.settings.seed
-        if self.settings.deterministic:
-            params.num_workers = 1
-            if seconds is not None:
-                params.max_deterministic_time = max(seconds, 0.0)
-        else:
-            params.num_workers = self.settings.workers
-            if seconds is not None:
-                params.max_time_in_seconds = max(seconds, 0.0)
+    def lower_bound(self, loop: Loop, lo: int, hi: int, seconds: float | None) -> RelaxationOutcome:
+        """A proven lower bound on a joint loop's II in [lo, hi] (twill.solver.joint_range)."""
+        return relaxation_bound(loop, lo, hi, seconds, self.settings)
+
+
+def anchored(loop: Loop, query: Query) -> bool:
+    """Whether the query may fix one op's slot to 0 (docs/joint-model.md, "Anchoring"): a joint loop
+    whose query reads only objectives that do not change when every start moves by one amount.
+
+    Take any schedule, with least stages (at most the stage bound K, no objective worse), and add
+    to every start the c in [0, II) that puts the anchor at slot 0: every rule still holds (they read
+    differences of starts and residues modulo II), stages are at most K + 1, hand-offs, ring slots and
+    roles are unchanged, and the length counted from the earliest start does not grow. So the model
+    with the anchor's slot at 0, stages up to K + 1 and length = max(t + dur) - min(t) loses no
+    optimum; its schedule, moved back so that the earliest start is 0, has that length.
+    """
+    return loop.joint and all(name in ANCHORABLE for name in (query.objective, *(n for n, _ in query.limits)))
+
+
+def anchor_op(loop: Loop) -> int:
+    """The op whose slot is fixed: the longest issue window (it pins its role's timeline most),
+    then the longest duration, then the first."""
+    return max(range(len(loop.ops)), key=lambda v: (loop.ops[v].issue, loop.ops[v].duration, -v))
 
 
 def add_modulo_resources(model: cp_model.CpModel, loop: Loop, ii: int, slot) -> bool:
@@ -113,3 +143,4 @@ def add_modulo_resources(model: cp_model.CpModel, loop: Loop, ii: int, slot) -> 
         else:
             model.add_cumulative(intervals, demands, left)
     return True
+

@@ -56,15 +56,7 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
     legal = legal_setmaxnreg(loop)
     if any(op.issue > ii for op in ops) or not legal:
         return None
-    producer = any(op.variable_latency for op in ops)
-    others = [v for v, op in enumerate(ops) if not op.variable_latency]
-    count = producer + max(0, min(len(others), w.max_warps - producer))
-    x = [[model.new_bool_var(f"x_{op.name}_{r}") for r in range(count)] for op in ops]
-    for v, op in enumerate(ops):
-        model.add_exactly_one(x[v])
-        if producer:
-            model.add(x[v][0] == int(op.variable_latency))
-    add_value_precedence(model, x, others, producer)
+    x, count = add_roles(model, loop)
     differ = RoleDiffer(model, x)
 
     add_issue(model, loop, ii, slot, x)
@@ -85,6 +77,22 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
         "roles": cp_model.LinearExpr.sum(used),
     }
     return JointModel(x, objectives)
+
+
+def add_roles(model: cp_model.CpModel, loop: Loop) -> tuple[list[list[cp_model.IntVar]], int]:
+    """The role booleans ``x[op][role]``: the producer role 0 (if any) holds exactly the
+    variable-latency ops, the other roles are taken in order (value precedence)."""
+    ops = loop.ops
+    producer = any(op.variable_latency for op in ops)
+    others = [v for v, op in enumerate(ops) if not op.variable_latency]
+    count = producer + max(0, min(len(others), loop.warps.max_warps - producer))
+    x = [[model.new_bool_var(f"x_{op.name}_{r}") for r in range(count)] for op in ops]
+    for v, op in enumerate(ops):
+        model.add_exactly_one(x[v])
+        if producer:
+            model.add(x[v][0] == int(op.variable_latency))
+    add_value_precedence(model, x, others, producer)
+    return x, count
 
 
 def legal_setmaxnreg(loop: Loop) -> list[int]:

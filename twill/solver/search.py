@@ -1,4 +1,5 @@
-"""Find the smallest II and prove it: bounds below MII, the solver from MII up, then length, then stages."""
+"""Find the smallest II and prove it: bounds below MII (and, for joint loops, a relaxation above it),
+the solver from there up, then each objective level of twill.model.objectives.levels in turn."""
 
 from __future__ import annotations
 
@@ -109,14 +110,26 @@ def bound_steps(bounds: Bounds) -> list[ProofStep]:
 
 def search(loop: Loop, backend: Backend, seconds: float | None = None,
            settings: Settings = Settings()) -> SearchResult:
-    """Sweep II upward from MII; the first feasible II is optimal when every smaller one is proven infeasible."""
+    """Sweep II upward from MII; the first feasible II is optimal when every smaller one is proven infeasible.
+
+    The query at each II minimizes the first objective level, so the first feasible answer also
+    settles that level. A backend with ``lower_bound`` (CP-SAT) first proves a range of II
+    infeasible at once for a joint loop (twill.solver.joint_range), and the sweep starts above it.
+    """
     budget = Budget(seconds, settings.deterministic)
     bounds = compute_bounds(loop)
     result = SearchResult(loop, bounds, backend.name, lower_bound=bounds.mii, proof=bound_steps(bounds))
+    first = levels(loop)[0]
     cap, cap_checked = every_ii_cap(loop), False
     ii, found = bounds.mii, None
+    relaxed = getattr(backend, "lower_bound", None)
+    if loop.joint and relaxed is not None and ii < cap:
+        ii = _relaxation_steps(loop, relaxed, budget, ii, cap, result)
+        if result.infeasible:
+            result.seconds = time.perf_counter() - budget.began
+            return result
     while found is None and not budget.exhausted:
-        outcome = checked(loop, backend, backend.solve(loop, Query(ii, "length"), budget.share(II_SHARE)))
+        outcome = checked(loop, backend, backend.solve(loop, Query(ii, first), budget.share(II_SHARE)))
         budget.charge(outcome)
         detail = f"stage bound {outcome.stage_bound}"
         if outcome.status == "infeasible":
@@ -140,10 +153,32 @@ def search(loop: Loop, backend: Backend, seconds: float | None = None,
     return result
 
 
+# Share of the budget the joint relaxation may use (its bound is proven even when it stops early).
+RELAXATION_SHARE = 0.25
+
+
+def _relaxation_steps(loop: Loop, relaxed, budget: Budget, mii: int, cap: int, result: SearchResult) -> int:
+    """Prove [MII, bound) infeasible with the joint relaxation; the II the sweep starts from."""
+    outcome = relaxed(loop, mii, cap, budget.share(RELAXATION_SHARE))
+    budget.charge(outcome)
+    if outcome.status == "infeasible":
+        # Every II up to cap is infeasible, cap included, and infeasible at cap is for every II.
+        result.proof.append(ProofStep(mii, cap, "infeasible", "joint_relaxation",
+                                      "the joint relaxation has no schedule at any II up to the point where "
+                                      "iterations cannot overlap, so every II is infeasible"))
+        result.lower_bound, result.infeasible = cap + 1, True
+        return cap + 1
+    if outcome.bound > mii:
+        result.proof.append(ProofStep(mii, outcome.bound - 1, "infeasible", "joint_relaxation", outcome.explain()))
+        result.lower_bound = outcome.bound
+    return outcome.bound
+
+
 def _infeasible_for_every_ii(loop: Loop, backend: Backend, budget: Budget, cap: int,
                              result: SearchResult) -> bool:
     """At ``cap`` iterations cannot interact: infeasible there proves infeasible for every II."""
-    outcome = checked(loop, backend, backend.solve(loop, Query(cap, "length"), budget.share(II_SHARE)))
+    query = Query(cap, levels(loop)[0])
+    outcome = checked(loop, backend, backend.solve(loop, query, budget.share(II_SHARE)))
     budget.charge(outcome)
     if outcome.status != "infeasible":
         return False
@@ -156,7 +191,7 @@ def _infeasible_for_every_ii(loop: Loop, backend: Backend, budget: Budget, cap: 
 
 def _optimize_levels(loop: Loop, backend: Backend, budget: Budget, found: Outcome,
                      result: SearchResult) -> None:
-    """Length was minimized with the II; fix each level at its value and minimize the next."""
+    """The first level was minimized with the II; fix each level at its value and minimize the next."""
     first, *rest = levels(loop)
     result.objectives.append(ObjectiveResult(first, found.value, found.status == "optimal", found.bound))
     best, limits = found.schedule, [(first, found.value)]

@@ -1,0 +1,106 @@
+"""The joint relaxation (twill.solver.joint_range): its lower bound on II against the brute-force
+oracle (tests/joint_oracle.py), and how the search uses it.
+
+The relaxation proves a whole range of II infeasible in one query, so every claim it makes is checked
+here against the oracle at every II it covers: no feasible II below its bound, and none at all up to
+the every-II cap when it says infeasible.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+import pytest
+
+from joint_oracle import feasible_at, minimal_ii, tiny_loop
+from twill.model.loop import Loop, Op, Warps
+from twill.solver.backend import Settings
+from twill.solver.backends import make_backend
+from twill.solver.bounds import compute_bounds, every_ii_cap
+from twill.solver.joint_range import relaxation_bound
+from twill.solver.search import search
+from twill.solver.verify import verify
+
+DETERMINISTIC = Settings(deterministic=True)
+FAMILY = range(120)
+SECONDS = 30.0
+
+
+@functools.lru_cache(maxsize=None)
+def case(seed: int):
+    """(MII, cap, the oracle's least feasible II in [MII, cap] or None, the relaxation's outcome)."""
+    loop = tiny_loop(seed)
+    mii, cap = compute_bounds(loop).mii, every_ii_cap(loop)
+    return mii, cap, minimal_ii(loop, cap, mii), relaxation_bound(loop, mii, cap, SECONDS, DETERMINISTIC)
+
+
+@pytest.mark.parametrize("seed", FAMILY)
+def test_relaxation_bound_is_a_proof(seed):
+    mii, cap, least, outcome = case(seed)
+    assert outcome.status in ("optimal", "infeasible")  # tiny loops: decided well within the budget
+    if outcome.status == "infeasible":
+        assert least is None, f"the relaxation says no II up to {cap}, the oracle finds {least}"
+    else:
+        assert mii <= outcome.bound
+        assert least is None or outcome.bound <= least, f"relaxation bound {outcome.bound} > oracle II {least}"
+
+
+def test_relaxation_binds_on_the_family():
+    """The checks above are not vacuous: the relaxation proves II above MII, often the optimum itself,
+    and proves loops infeasible for every II."""
+    cases = [case(seed) for seed in FAMILY]
+    feasible = [(mii, least, o) for mii, _, least, o in cases if least is not None]
+    assert sum(o.bound > mii for mii, _, o in feasible) >= 40
+    assert sum(o.bound == least > mii for mii, least, o in feasible) >= 40
+    assert sum(o.status == "infeasible" for *_, o in cases) >= 15
+
+
+def sync_pair(max_warps: int) -> Loop:
+    """Two synchronous warpgroup ops busy 3 cycles each, no edges, no units (as in the oracle's tests)."""
+    machine = Warps(max_warps=max_warps, warpgroup=4, register_file=65536, max_registers=255,
+                    setmaxnreg=(24, 256, 8), overhead=0, smem=1 << 20, tmem=512, mbarrier=5, named=2,
+                    transfer_base=0, transfer_per_kb=1)
+    return Loop("sync", {}, (Op("A", 3, (), warps=4), Op("B", 3, (), warps=4)), (), machine)
+
+
+def test_one_warpgroup_role_is_proven_by_the_relaxation():
+    # Four warps hold one warpgroup role: both ops issue on it, 6 cycles of issue per iteration.
+    loop = sync_pair(4)
+    assert compute_bounds(loop).mii == 1 and minimal_ii(loop, 10) == 6
+    outcome = relaxation_bound(loop, 1, every_ii_cap(loop), SECONDS, DETERMINISTIC)
+    assert (outcome.status, outcome.bound) == ("optimal", 6)
+    result = search(loop, make_backend("cpsat", DETERMINISTIC), 30, DETERMINISTIC)
+    assert result.status == "optimal" and result.schedule.ii == 6 and result.lower_bound == 6
+    assert [(p.ii, p.through, p.result, p.by) for p in result.proof] == [
+        (1, 5, "infeasible", "joint_relaxation"), (6, 6, "feasible", "cpsat")]
+    assert "joint relaxation" in result.proof[0].detail
+    # Eight warps hold two roles: the relaxation proves nothing above the issue window (3).
+    wide = sync_pair(8)
+    assert relaxation_bound(wide, 1, every_ii_cap(wide), SECONDS, DETERMINISTIC).bound == 3
+    assert feasible_at(wide, 3) is not None
+
+
+def test_search_proves_every_ii_infeasible_with_the_relaxation():
+    seeds = [s for s in FAMILY if case(s)[3].status == "infeasible"][:3]
+    assert seeds
+    for seed in seeds:
+        loop = tiny_loop(seed)
+        mii, cap, least, _ = case(seed)
+        assert least is None
+        result = search(loop, make_backend("cpsat", DETERMINISTIC), 30, DETERMINISTIC)
+        assert result.status == "infeasible" and result.schedule is None
+        assert [(p.ii, p.through, p.result, p.by) for p in result.proof if p.by != "res_mii" and p.by != "rec_mii"] \
+            == [(mii, cap, "infeasible", "joint_relaxation")]
+
+
+def test_relaxation_keeps_the_register_rule():
+    # One warpgroup role (4 warps): 200 + 100 registers per thread cannot share it, so no II works;
+    # with 8 warps the two values go to two roles.
+    loop = replace(sync_pair(4), ops=(Op("A", 3, (), warps=4, registers=200), Op("B", 3, (), warps=4, registers=100)))
+    assert relaxation_bound(loop, 1, every_ii_cap(loop), SECONDS, DETERMINISTIC).status == "infeasible"
+    assert minimal_ii(loop, every_ii_cap(loop)) is None
+    roomy = replace(loop, warps=replace(loop.warps, max_warps=8))
+    assert relaxation_bound(roomy, 1, every_ii_cap(roomy), SECONDS, DETERMINISTIC).bound == 3
+    schedule = feasible_at(roomy, 3)
+    assert schedule is not None and verify(roomy, schedule) == []

@@ -1,0 +1,142 @@
+"""A lower bound on the joint II from one CP-SAT query with II as a variable (docs/joint-model.md,
+"Joint relaxation").
+
+The per-II model (cpsat.py + joint_cpsat.py) treats II as a constant. Here II is a variable in
+[lo, hi], minimized, over a relaxation of the joint problem: starts are plain integers (no slots);
+rule 2 keeps only "each unit's load is at most capacity x II" (ResMII), rule 3 only "each role's
+issue windows sum to at most II", and rule 6 only what ``d <= II`` implies
+(``t(u) - II + dur(o) <= t(v)``). Every other rule is kept exactly: dependences with hand-offs,
+lifetimes and ring depths (``D(v)·II >= L(v)``, a product), registers and setmaxnreg, warps,
+shared and tensor memory, the producer role and the ban.
+
+Every schedule of the joint problem at an II in [lo, hi] satisfies the relaxation (with the same
+starts, roles and depths), so the relaxation's proven minimum, or CP-SAT's proven objective bound
+when the budget runs out first, is a lower bound on the joint II, and an INFEASIBLE proves every II
+in [lo, hi] infeasible. Starts are capped at ``hi·(K+1) - 1`` with K = stage_bound(lo) >= K(II)
+(twill.solver.bounds), which loses no least-stage schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+from twill.model.joint import carries_registers, ceil_div, handoff_cost, held_after_issue, register_bytes
+from twill.model.loop import Loop
+from twill.solver.backend import Settings
+from twill.solver.bounds import stage_bound
+from twill.solver.cpsat_params import configure
+from twill.solver.joint_cpsat import RoleDiffer, add_registers, add_roles, flag, gated, legal_setmaxnreg
+
+STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
+          cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "unknown"}
+
+
+@dataclass(frozen=True)
+class RelaxationOutcome:
+    status: str     # "optimal" | "feasible" | "unknown": bound proven; "infeasible": no II in [lo, hi]
+    lo: int
+    hi: int
+    bound: int      # proven: no II in [lo, bound) is feasible (lo when nothing was proven)
+    work: float     # seconds (deterministic seconds in deterministic mode)
+
+    def explain(self) -> str:
+        proven = "its minimum" if self.status == "optimal" else "its proven bound"
+        return (f"joint relaxation with II a variable (per-role issue load, hand-offs, lifetimes and ring "
+                f"depths, registers, warps, memories): {proven} is {self.bound}")
+
+
+def relaxation_bound(loop: Loop, lo: int, hi: int, seconds: float | None,
+                     settings: Settings = Settings()) -> RelaxationOutcome:
+    """A proven lower bound on the least feasible II in [lo, hi] of the joint problem."""
+    assert loop.joint and 1 <= lo <= hi
+    legal = legal_setmaxnreg(loop)
+    longest_issue = max(op.issue for op in loop.ops)
+    if not legal or longest_issue > hi:
+        return RelaxationOutcome("infeasible", lo, hi, hi + 1, 0.0)
+    low = max(lo, longest_issue)  # rule 3: issue(v) <= II
+    model, ii, _ = build_relaxation(loop, low, hi, legal)
+    solver = cp_model.CpSolver()
+    configure(solver.parameters, settings, seconds)
+    began = time.perf_counter()
+    status = STATUS.get(solver.solve(model), "unknown")
+    work = solver.response_proto.deterministic_time if settings.deterministic else time.perf_counter() - began
+    if status == "infeasible":
+        return RelaxationOutcome("infeasible", lo, hi, hi + 1, work)
+    if status == "unknown":
+        return RelaxationOutcome(status, lo, hi, low, work)
+    # The objective bound is proven also when the search stopped early; II is an integer.
+    bound = math.ceil(solver.best_objective_bound - 1e-6)
+    return RelaxationOutcome(status, lo, hi, max(low, min(bound, hi + 1)), work)
+
+
+def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int]):
+    """The relaxation with II in [lo, hi], minimizing II; also returns the objectives' expressions."""
+    w, ops = loop.warps, loop.ops
+    model = cp_model.CpModel()
+    K = stage_bound(loop, lo)
+    ii = model.new_int_var(lo, hi, "ii")
+    start = [model.new_int_var(0, hi * (K + 1) - 1, f"t_{op.name}") for op in ops]
+    for t in start:  # least stages: t = II·k + p with k <= K and p < II
+        model.add(t <= (K + 1) * ii - 1)
+    length = model.new_int_var(0, hi * (K + 1) + max(op.duration for op in ops), "length")
+    for op, t in zip(ops, start):
+        model.add(length >= t + op.duration)
+
+    x, count = add_roles(model, loop)
+    differ = RoleDiffer(model, x)
+    for r in range(count):  # rule 3, relaxed
+        model.add(sum(op.issue * x[v][r] for v, op in enumerate(ops) if op.issue) <= ii)
+    for unit, capacity in loop.capacity.items():  # rule 2, relaxed
+        model.add(loop.usage(unit) <= capacity * ii)
+
+    readers: dict[int, list] = {}  # rules 1 and 11
+    for e in loop.edges:
+        if e.src == e.dst:
+            model.add(e.distance * ii >= e.delay)
+            continue
+        cross = differ(e.src, e.dst)
+        model.add(start[e.dst] - start[e.src] >= e.delay + handoff_cost(loop, e) * cross - e.distance * ii)
+        if carries_registers(loop, e):
+            readers.setdefault(e.src, []).append(cross)
+            if not w.cross_role:
+                model.add(cross == 0)
+    crossing = {v: flag(model, c, f"crossing_{ops[v].name}") for v, c in readers.items()}
+
+    for e in (e for e in loop.edges if e.blocking):  # rule 6, relaxed: d <= II
+        for o, op in enumerate(ops):
+            if o != e.dst:
+                model.add(start[e.src] - ii + op.duration <= start[e.dst]).only_enforce_if(~differ(o, e.dst))
+
+    longest = max(op.duration for op in ops)  # rule 7 (the depth range of joint_cpsat.add_depths at lo)
+    reach = K + 1 + max((e.distance for e in loop.edges), default=0) + ceil_div(longest, lo)
+    depth = {}
+    for v, op in enumerate(ops):
+        if not op.has_value and op.depth is None:
+            continue
+        low, high = (op.depth, op.depth) if op.depth is not None else (1, reach)
+        d = depth[v] = model.new_int_var(low, high, f"depth_{op.name}")
+        span = model.new_int_var(lo * low, hi * high, f"span_{op.name}")
+        model.add_multiplication_equality(span, [ii, d])
+        model.add(span >= op.duration)
+        for e in (e for e in loop.edges if e.src == v):
+            model.add(span >= start[e.dst] + e.distance * ii + held_after_issue(loop, e) - start[v])
+
+    used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
+    wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
+    add_registers(model, loop, x, depth, used, wide, legal)  # rules 5 and 8
+    staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
+    model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)  # rules 9 and 10
+              + sum(register_bytes(ops[v]) * staged[v] for v in staged) <= w.smem)
+    model.add(sum(op.tmem * depth[v] for v, op in enumerate(ops) if op.tmem) <= w.tmem)
+    model.minimize(ii)
+    objectives = {
+        "length": length,
+        "handoff_bytes": cp_model.LinearExpr.sum([register_bytes(ops[v]) * crossing[v] for v in crossing]),
+        "ring_slots": cp_model.LinearExpr.sum([depth[v] for v, op in enumerate(ops) if op.smem or op.tmem]),
+        "roles": cp_model.LinearExpr.sum(used),
+    }
+    return model, ii, objectives
