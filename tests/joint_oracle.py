@@ -169,6 +169,8 @@ class _Instance:
         if not w.cross_role and any(ops[e.src].registers > 0 and roles[e.src] != roles[e.dst]
                                     for e in self.loop.edges):
             return False
+        if any(e.release == "issue" and roles[e.src] != roles[e.dst] for e in self.loop.edges):
+            return False
         return all(i <= self.ii for i in self.issue)
 
     # --- charges of a depth vector (rules 8-10), monotone in the depths -------------------------
@@ -358,7 +360,7 @@ def tiny_loop(seed: int) -> Loop:
         carried=knobs.randint(0, 2), p_multi=0.1,
         max_issue=2, max_registers=16, max_handoff=2, transfer_per_kb=(0.0, 0.5),
         p_blocking=knobs.choice((0.0, 0.3)), p_variable=knobs.choice((0.0, 0.25)),
-        p_depth=knobs.choice((0.0, 0.2)), p_ban=0.25, tightness=knobs.choice((0.8, 1.0, 1.5)), p_release=0.3)
+        p_depth=knobs.choice((0.0, 0.2)), p_ban=0.25, tightness=knobs.choice((0.8, 1.0, 1.5)), p_release=0.15)
 
 
 @functools.lru_cache(maxsize=None)

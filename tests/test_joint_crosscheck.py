@@ -218,6 +218,7 @@ def test_oracle_family_covers_the_interesting_cases():
     assert sum(any(op.variable_latency for op in loop.ops) for loop, _ in found) >= 15
     assert sum(not loop.warps.cross_role for loop, _ in found) >= 10
     assert sum(any(op.depth is not None for op in loop.ops) for loop, _ in found) >= 10
+    assert sum(any(e.release == "issue" for e in loop.edges) for loop, _ in found) >= 10
 
 
 # --- the generator -----------------------------------------------------------------------------

@@ -502,6 +502,8 @@ def brute_force(loop: Loop, ii: int, t: tuple[int, ...], roles: tuple[int, ...])
         found.add("tmem")
     if not w.cross_role and crossing:
         found.add("cross_role")
+    if any(e.release == "issue" and roles[e.src] != roles[e.dst] for e in loop.edges):
+        found.add("release")
     return found
 
 

@@ -60,6 +60,8 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
     differ = RoleDiffer(model, x)
 
     add_issue(model, loop, ii, slot, x)
+    for e in (e for e in loop.edges if e.release == "issue"):  # rule 7: the release needs one issuer
+        model.add(differ(e.src, e.dst) == 0)
     crossing = add_edges(model, loop, ii, start, differ)
     add_blocking(model, loop, ii, slot, start, differ)
     depth = add_depths(model, loop, ii, start, stages_max)

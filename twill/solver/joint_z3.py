@@ -34,6 +34,7 @@ def add_joint(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
     """Add rules 3-11 (rule 1's hand-offs: ``handoff``)."""
     ctx, ids = solver.ctx, range(min(len(loop.ops), loop.warps.max_warps))  # a role takes >= 1 warp
     role, roles_used = add_roles(solver, loop, ids, ctx)
+    solver.add([role[e.src] == role[e.dst] for e in loop.edges if e.release == "issue"])  # rule 7
     add_issue_order(solver, loop, ii, slot, role)
     add_blocking(solver, loop, ii, slot, start, role)
     ring = add_depths(solver, loop, ii, start, ctx)

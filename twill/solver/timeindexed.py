@@ -251,8 +251,8 @@ class Encoding:
             u, v = e.src, e.dst
             differ = neg(self.same(u, v))
             handoff = self.handoff[n] if u != v else 0
-            if not self.loop.warps.cross_role and self.loop.ops[u].registers:
-                self.smt.add(neg(differ))
+            if e.release == "issue" or (not self.loop.warps.cross_role and self.loop.ops[u].registers):
+                self.smt.add(neg(differ))  # one issuer for a release at issue (twill's rule 7); the ban
             for t, x in enumerate(self.op[u]):
                 earliest = t + e.delay - self.ii * e.distance
                 self.smt.clause(neg(x), neg(self.before(v, 0, earliest)))

@@ -51,6 +51,9 @@ def verify_joint(loop: Loop, schedule: Schedule) -> list[tuple[str, str]]:
                                    "issue at once (a role issues one op at a time)"))
 
     for e in loop.edges:
+        if e.release == "issue" and roles[e.src] != roles[e.dst]:
+            found.append(("release", f"edge {loop.edge_text(e)} releases at issue, which needs one issuing role "
+                                     f"(in-order issue), but its ends are on roles {roles[e.src]} and {roles[e.dst]}"))
         if not w.cross_role and carries_registers(loop, e) and roles[e.src] != roles[e.dst]:
             found.append(("cross_role", f"edge {loop.edge_text(e)} moves a register value across roles, "
                                         "which this problem bans"))
