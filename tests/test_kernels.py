@@ -1,0 +1,70 @@
+"""The shipped kernel specs (specs/kernels/) against the expert anchors (docs/results.md).
+
+Bounds are cheap and checked on every variant; the GEMM mainloop is solved outright. The
+FlashAttention schedules themselves are checked through the hand schedules in specs/schedules/.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from twill.model.joint import depth, layout
+from twill.model.loader import load_spec
+from twill.solver.backend import Settings
+from twill.solver.backends import make_backend
+from twill.solver.bounds import compute_bounds
+from twill.solver.search import search
+
+KERNELS = Path(__file__).resolve().parents[1] / "specs" / "kernels"
+DETERMINISTIC = Settings(deterministic=True)
+
+
+def bounds(kernel: str, machine: str, **params):
+    b = compute_bounds(load_spec(KERNELS / f"{kernel}.yaml", machine, params))
+    return b.res_mii, b.binding_unit.unit
+
+
+@pytest.mark.parametrize("machine, params, mii, unit", [
+    # FA3's regime: two 64-row halves of QK^T and PV, 4 x 512 cycles of tensor core per KV step,
+    # against 2 x 8192 / 16 = 1024 cycles of exp2: the tensor core binds.
+    ("h100", {}, 2048, "tc"),
+    ("h100", {"head_dim": 256}, 4096, "tc"),
+    # FP8 halves the tensor-core time, head_dim 64 halves the work: the exp2 units bind instead.
+    ("h100", {"dtype": "fp8"}, 1032, "sfu"),
+    ("h100", {"head_dim": 64}, 1032, "sfu"),
+    # B200: twice the tensor-core rate, the same exp2 rate: exp2 (2 x 16384 / 16 plus the rescale
+    # factors) overtakes the tensor core, FA4's motivation for a polynomial exp2 on the FMA pipe.
+    ("b200", {}, 2064, "sfu"),
+    ("b200", {"emulated": 32}, 2048, "tc"),
+])
+def test_flash_attention_forward_resource_bound(machine, params, mii, unit):
+    assert bounds("fa-fwd", machine, **params) == (mii, unit)
+
+
+def solved(machine: str):
+    loop = load_spec(KERNELS / "gemm.yaml", machine)
+    result = search(loop, make_backend("cpsat", DETERMINISTIC), 60, DETERMINISTIC)
+    assert result.status == "optimal" and all(o.optimal for o in result.objectives), result.proof
+    return loop, result.schedule
+
+
+def test_gemm_hopper_is_cutlass_cooperative():
+    loop, schedule = solved("h100")
+    names = [op.name for op in loop.ops]
+    assert schedule.ii == 512  # 2 x 64x128x64 wgmma = 2 x 256 cycles: the tensor-core occupancy of a k-step
+    role = dict(zip(names, schedule.roles))
+    assert role["loadA"] == role["loadB"] != role["mma.0"] != role["mma.1"] != role["loadA"]
+    plan = layout(loop, schedule)
+    assert sorted((r.warps, r.setmaxnreg) for r in plan.roles) == [(1, 24), (4, 240), (4, 240)]  # CUTLASS 24/240
+    load = loop.ops[names.index("loadA")]
+    mma = loop.ops[names.index("mma.0")]
+    # The ring covers the load's latency, the hand-off and the MMA that releases the slot.
+    assert depth(loop, schedule, names.index("loadA")) * 512 >= load.latency + 92 + mma.duration
+
+
+def test_gemm_blackwell_is_one_load_warp_and_one_mma_warp():
+    loop, schedule = solved("b200")
+    assert schedule.ii == 256  # 128x128x64 at 8192 FLOP/clk: Meta's measured B200 GEMM II
+    plan = layout(loop, schedule)
+    roles = sorted((r.warps, sorted(loop.ops[v].name for v in r.ops)) for r in plan.roles)
+    assert roles == [(1, ["loadA", "loadB"]), (1, ["mma"])]
