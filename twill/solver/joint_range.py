@@ -5,9 +5,10 @@ The per-II model (cpsat.py + joint_cpsat.py) treats II as a constant. Here II is
 [lo, hi], minimized, over a relaxation of the joint problem: starts are plain integers (no slots);
 rule 2 keeps only "each unit's load is at most capacity x II" (ResMII), rule 3 only "each role's
 issue windows sum to at most II", and rule 6 only what ``d <= II`` implies
-(``t(u) - II + dur(o) <= t(v)``). Every other rule is kept exactly: dependences with hand-offs,
-lifetimes and ring depths (``D(v)·II >= L(v)``, a product), registers and setmaxnreg, warps,
-shared and tensor memory, the producer role and the ban.
+(``t(u) - II + dur(o) <= t(v)``) and the blocking load (joint_cpsat.add_blocking_load). Every other
+rule is kept exactly: dependences with hand-offs, lifetimes and ring depths (``D(v)·II >= L(v)``, a
+product), registers and setmaxnreg, warps, shared and tensor memory, the producer role, the ban and
+one issuing role for ``release: issue`` edges.
 
 Every schedule of the joint problem at an II in [lo, hi] satisfies the relaxation (with the same
 starts, roles and depths), so the relaxation's proven minimum, or CP-SAT's proven objective bound
@@ -29,7 +30,8 @@ from twill.model.loop import Loop
 from twill.solver.backend import Settings
 from twill.solver.bounds import stage_bound
 from twill.solver.cpsat_params import configure
-from twill.solver.joint_cpsat import RoleDiffer, add_registers, add_roles, flag, gated, legal_setmaxnreg
+from twill.solver.joint_cpsat import (RoleDiffer, add_blocking_load, add_registers, add_roles, flag, gated,
+                                      legal_setmaxnreg)
 
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
           cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "unknown"}
@@ -90,6 +92,8 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int]):
     differ = RoleDiffer(model, x)
     for r in range(count):  # rule 3, relaxed
         model.add(sum(op.issue * x[v][r] for v, op in enumerate(ops) if op.issue) <= ii)
+    for e in (e for e in loop.edges if e.release == "issue"):  # rule 7: the release needs one issuer
+        model.add(differ(e.src, e.dst) == 0)
     for unit, capacity in loop.capacity.items():  # rule 2, relaxed
         model.add(loop.usage(unit) <= capacity * ii)
 
@@ -110,6 +114,7 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int]):
         for o, op in enumerate(ops):
             if o != e.dst:
                 model.add(start[e.src] - ii + op.duration <= start[e.dst]).only_enforce_if(~differ(o, e.dst))
+    add_blocking_load(model, loop, ii, start, x)  # implied by rules 3 and 6, exactly
 
     longest = max(op.duration for op in ops)  # rule 7 (the depth range of joint_cpsat.add_depths at lo)
     reach = K + 1 + max((e.distance for e in loop.edges), default=0) + ceil_div(longest, lo)
