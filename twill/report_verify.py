@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from typing import Any
 
 from twill import summary
@@ -221,7 +222,8 @@ def render_review(r: Review, result: SearchResult | None) -> str:
     if s is not None and not r.contradiction:
         lines += ["", _render_roles(r)]
     if r.claims:
-        lines.append("expect: " + "; ".join(_claim_text(c) for c in r.claims))
+        lines += textwrap.wrap("expect: " + "; ".join(_claim_text(c) for c in r.claims), 110,
+                               subsequent_indent="  ", break_on_hyphens=False)
     lines += ["", _render_optimality(r, result)]
     return "\n".join(lines)
 

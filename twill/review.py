@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twill.model.hand_schedule import HandSchedule
-from twill.model.joint import ceil_div, depth, layout
+from twill.model.joint import carries_registers, ceil_div, depth, layout, smem_bytes, tmem_columns
 from twill.model.loop import Loop
 from twill.model.placement import (Arc, Placement, Range, Structure, cycle_weight, feasible_range,
                                    longest_from_zero, place, schedule_of, structure_arcs)
@@ -136,11 +136,33 @@ def _scan(r: Review, arcs: list[Arc], stop: int | None) -> None:
     ii = start
     while ii <= end:
         p = place(r.loop, r.hand.structure, ii, arcs)
-        if p.starts is not None and not verify(r.loop, schedule_of(r.hand.structure, p)):
+        if p.starts is None:
+            ii += 1
+            continue
+        schedule = schedule_of(r.hand.structure, p)
+        if not _quick_reject(r.loop, schedule) and not verify(r.loop, schedule):
             r.best_ii = ii
             break
         ii += 1
     r.scanned = (start, min(ii, end)) if start <= end else None
+
+
+def _quick_reject(loop: Loop, s: Schedule) -> bool:
+    """Rules the verifier would reject that cost no per-slot table (warps, registers, memories, the
+    producer role, the ban): a cheap filter before the full verifier, never a verdict of its own."""
+    if not loop.joint:
+        return False
+    w, ops = loop.warps, loop.ops
+    plan = layout(loop, s)
+    if plan.warps > w.max_warps or not plan.fits or any(role.registers > w.max_registers for role in plan.roles):
+        return True
+    if smem_bytes(loop, s) > w.smem or tmem_columns(loop, s) > w.tmem:
+        return True
+    producers = {s.roles[i] for i, op in enumerate(ops) if op.variable_latency}
+    if len(producers) > 1 or any(not op.variable_latency and s.roles[i] in producers for i, op in enumerate(ops)):
+        return True
+    return not w.cross_role and any(carries_registers(loop, e) and s.roles[e.src] != s.roles[e.dst]
+                                    for e in loop.edges)
 
 
 def _claims(r: Review) -> list[Claim]:

@@ -33,6 +33,7 @@ from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 
 ZERO = -1  # the node standing for cycle 0 (stage windows are arcs to and from it)
+MAX_ROUNDS = 200  # placement gives up after this many rounds of cross-role blocking drains
 
 
 @dataclass(frozen=True)
@@ -164,13 +165,15 @@ class _Graph:
 
     NONE = -(1 << 62)
 
-    def __init__(self, n: int, arcs: list[Arc], ii: int):
+    def __init__(self, n: int, arcs: list[Arc], ii: int, dist: list[int] | None = None):
         self.n, self.ii, self.arcs = n, ii, []
         self.out: list[list[tuple[int, int]]] = [[] for _ in range(n + 1)]
         self.dist: list[int] | None = None
         self.pending: list[int] = []
         for a in arcs:
             self.add(a)
+        if dist is not None:  # an already solved copy: nothing pending
+            self.dist, self.pending = list(dist), []
 
     def add(self, a: Arc) -> None:
         n = self.n
@@ -344,63 +347,144 @@ class _Table:
         return sorted({h[3] for u in units for h in self.held[u]})
 
 
+def _undrained(loop: Loop, t: list[int], ii: int, e, o: int) -> bool:
+    m = (t[e.src] - 1 - t[o]) // ii  # the latest instance of o issued before src
+    return t[o] + m * ii + loop.ops[o].duration > t[e.dst]
+
+
+def _drain_choices(loop: Loop, s: Structure, t: list[int], ii: int, e, o: int) -> list[list[Arc]]:
+    """Arcs for rule 6 on (e, o) when o and e.src are on different roles: the instance of o issued
+    before src in this placement; and, if that is the same window's, the alternative where o issues
+    after src (its previous window's instance is then the one drained)."""
+    name = lambda i: loop.ops[i].name  # noqa: E731
+    u, v, dur = e.src, e.dst, loop.ops[o].duration
+    m = (t[u] - 1 - t[o]) // ii
+    text = (f"blocking {name(u)} -> {name(v)}: {name(o)} issued before {name(u)} "
+            f"(instance {m:+d} in this placement) is done (duration {dur})")
+    choices = [[Arc(o, v, dur, m, "blocking", text)]]
+    if t[o] % ii < t[u] % ii:
+        k = s.stages
+        choices.append([
+            Arc(u, o, 0, k[o] - k[u], "blocking", f"{name(o)} issues after {name(u)} in the window "
+                                                   f"(so blocking {name(u)} -> {name(v)} drains its previous instance)"),
+            Arc(o, v, dur, m - 1, "blocking", f"blocking {name(u)} -> {name(v)}: {name(o)} issued before "
+                                              f"{name(u)} (instance {m - 1:+d}) is done (duration {dur})")])
+    return choices
+
+
 def place(loop: Loop, s: Structure, ii: int, arcs: list[Arc] | None = None) -> Placement:
     """Starts of the structure at ``ii``: the least solution of its difference constraints, then
-    list placement on the units (see the module docstring)."""
+    list placement on the units (see the module docstring).
+
+    List placement takes the ops holding a unit one at a time, earliest current start first (ties:
+    role order in the file, then list position), puts each at the first start where its units are
+    free, and pins it there; the others' least starts are recomputed after every pin. When the
+    result leaves a cross-role blocking drain unmet, its arc is added and the placement redone.
+    """
     arcs = list(structure_arcs(loop, s) if arcs is None else arcs)
     dynamic = dynamic_blocking(loop, s) if s.joint else []
     guessed: list[Arc] = []
-    delays: list[Arc] = []
+    n = len(loop.ops)
+    for _ in range(MAX_ROUNDS):
+        graph = _Graph(n, arcs + guessed, ii)
+        cycle = graph.solve()
+        if cycle is not None:
+            return _failed(ii, cycle, guessed, [])
+        snapshot = list(graph.dist)
+        starts, delays, blocked = _bump_place(loop, s, ii, _Graph(n, arcs + guessed, ii, snapshot))
+        if starts is None:
+            starts, delays, blocked = _list_place(loop, s, ii, graph)
+        if starts is None:
+            if isinstance(blocked, list):
+                return _failed(ii, blocked, guessed, delays)
+            return Placement(ii, None, None, guessed, delays, blocked)
+        pair = next(((e, o) for e, o in dynamic if _undrained(loop, starts, ii, e, o)), None)
+        if pair is None:
+            return Placement(ii, tuple(starts), None, guessed, delays)
+        trials = _drain_choices(loop, s, starts, ii, *pair)
+        for trial in trials:
+            if _Graph(n, arcs + guessed + trial, ii).solve() is None:
+                guessed += trial
+                break
+        else:  # every choice of the drained instance contradicts the structure: report the first's cycle
+            guessed += trials[0]
+    return Placement(ii, None, None, guessed, [],
+                     f"cross-role blocking drains did not settle within {MAX_ROUNDS} rounds at II {ii}")
+
+
+def _failed(ii: int, cycle: list[Arc], guessed: list[Arc], delays: list[Arc]) -> Placement:
+    """A positive cycle: a contradiction of the structure, or a failure of what placement chose."""
+    chosen = [a for a in cycle if a.kind == "unit" or a in guessed]
+    if not chosen:  # only constraints the structure implies
+        return Placement(ii, None, cycle, guessed, delays)
+    return Placement(ii, None, cycle, guessed, delays,
+                     f"after {chosen[0].text}, the structure's constraints cannot be met at II {ii} "
+                     f"({'; '.join(a.text for a in cycle)})")
+
+
+def _bump_place(loop: Loop, s: Structure, ii: int, graph: "_Graph"):
+    """First strategy: check the table in order of start; the first op that clashes waits until its
+    units are free, everything is re-solved, and the table is checked again from scratch."""
     n = len(loop.ops)
     name = lambda i: loop.ops[i].name  # noqa: E731
     position = {o: (r, j) for r, ops in enumerate(s.role_ops) for j, o in enumerate(ops)}
-    graph = _Graph(n, arcs, ii)
-    for _ in range(64 * n * n + 64):
+    delays: list[Arc] = []
+    for _ in range(4 * n + 16):
         cycle = graph.solve()
         if cycle is not None:
-            placed = [a for a in cycle if a.kind == "unit" or a in guessed]
-            if not placed:  # only constraints the structure implies: a true contradiction
-                return Placement(ii, None, cycle, guessed, delays)
-            return Placement(ii, None, cycle, guessed, delays,
-                             f"after {placed[0].text}, the structure's constraints cannot be met at II {ii} "
-                             f"({'; '.join(a.text for a in cycle)})")
+            return None, delays, cycle
         starts = graph.dist[:n]
-        added = False
-        for e, o in dynamic:
-            t = starts
-            m = (t[e.src] - 1 - t[o]) // ii  # the latest instance of o issued before src
-            if t[o] + m * ii + loop.ops[o].duration > t[e.dst]:
-                guessed.append(Arc(o, e.dst, loop.ops[o].duration, m, "blocking",
-                                   f"blocking {name(e.src)} -> {name(e.dst)}: {name(o)} issued before "
-                                   f"{name(e.src)} (instance {m:+d} in this placement) is done "
-                                   f"(duration {loop.ops[o].duration})"))
-                graph.add(guessed[-1])
-                added = True
-        if added:
-            continue
-        table = _Table(loop, ii)
+        table, clash = _Table(loop, ii), None
         for v in sorted(range(n), key=lambda v: (starts[v], position[v], v)):
             if not loop.ops[v].reservations:
                 continue
-            if table.fits(v, starts[v]):
-                table.add(v, starts[v])
-                continue
-            end = (s.stages[v] + 1) * ii - 1
-            t = table.first_fit(v, starts[v], end)
+            if not table.fits(v, starts[v]):
+                clash = v
+                break
+            table.add(v, starts[v])
+        if clash is None:
+            return starts, delays, None
+        v = clash
+        t = table.first_fit(v, starts[v], (s.stages[v] + 1) * ii - 1)
+        units = "/".join(sorted({r.unit for r in loop.ops[v].reservations}))
+        others = ", ".join(name(o) for o in table.holders(v))
+        if t is None:
+            return None, delays, (f"{name(v)} finds no free {units} in stage {s.stages[v]}'s window at II {ii} "
+                                  f"(held by {others})")
+        delays.append(Arc(ZERO, v, t, 0, "unit", f"{name(v)} waits for {units} (held by {others}) until cycle {t}"))
+        graph.add(delays[-1])
+    return None, delays, f"list placement did not settle within {4 * n + 16} waits at II {ii}"
+
+
+def _list_place(loop: Loop, s: Structure, ii: int, graph: "_Graph"):
+    """Second strategy (when the first fails): pin the unit-holding ops one by one. Returns (starts, delays, None), or (None, delays, why)
+    where ``why`` is a message or a positive cycle."""
+    n = len(loop.ops)
+    name = lambda i: loop.ops[i].name  # noqa: E731
+    position = {o: (r, j) for r, ops in enumerate(s.role_ops) for j, o in enumerate(ops)}
+    table, delays = _Table(loop, ii), []
+    todo = {v for v in range(n) if loop.ops[v].reservations}
+    while todo:
+        v = min(todo, key=lambda v: (graph.dist[v], position[v], v))
+        todo.discard(v)
+        low = graph.dist[v]
+        t = low if table.fits(v, low) else table.first_fit(v, low, (s.stages[v] + 1) * ii - 1)
+        units = "/".join(sorted({r.unit for r in loop.ops[v].reservations}))
+        if t is None:
             others = ", ".join(name(o) for o in table.holders(v))
-            units = "/".join(sorted({r.unit for r in loop.ops[v].reservations}))
-            if t is None:
-                return Placement(ii, None, None, guessed, delays,
-                                 f"{name(v)} finds no free {units} in stage {s.stages[v]}'s window at II {ii} "
-                                 f"(held by {others})")
+            return None, delays, (f"{name(v)} finds no free {units} in stage {s.stages[v]}'s window at II {ii} "
+                                  f"(held by {others})")
+        if t > low:
+            others = ", ".join(name(o) for o in table.holders(v))
             delays.append(Arc(ZERO, v, t, 0, "unit", f"{name(v)} waits for {units} (held by {others}) "
                                                       f"until cycle {t}"))
             graph.add(delays[-1])
-            added = True
-            break
-        if not added:
-            return Placement(ii, tuple(starts), None, guessed, delays)
-    raise AssertionError("placement did not settle")
+        graph.add(Arc(v, ZERO, -t, 0, "unit", f"{name(v)} is placed at cycle {t}"))
+        table.add(v, t)
+        cycle = graph.solve()
+        if cycle is not None:
+            return None, delays, cycle
+    return graph.dist[:n], delays, None
 
 
 def schedule_of(s: Structure, placement: Placement) -> Schedule:
