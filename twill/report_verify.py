@@ -154,6 +154,8 @@ def review_json(r: Review, result: SearchResult | None, show_time: bool = True) 
             "delays": [a.text for a in placement.delays],
             "guessed": [a.text for a in placement.guessed]},
         "starts": {op.name: s.starts[i] for i, op in enumerate(loop.ops)} if s else None,
+        "placed_starts": ({op.name: r.earliest[i] for i, op in enumerate(loop.ops)}
+                          if r.earliest is not None else None),
         "structure": {loop.ops[o].name: {"role": r.hand.structure.role_names[k] if loop.joint else None,
                                          "stage": r.hand.structure.stages[o], "position": j}
                       for k, ops in enumerate(r.hand.structure.role_ops) for j, o in enumerate(ops)},
@@ -219,6 +221,10 @@ def render_review(r: Review, result: SearchResult | None) -> str:
             lines.append("  placement: list placement, " + "; ".join(what))
         elif p is not None:
             lines.append("  placement: earliest (the least solution of the structure's constraints)")
+        if r.earliest is not None:
+            moved = [f"{op.name} {t} (given {g})" for op, t, g in zip(loop.ops, r.earliest, s.starts) if t != g]
+            lines += textwrap.wrap("  the same structure also places validly at this II with starts "
+                                   + ", ".join(moved), 110, subsequent_indent="    ")
     if s is not None and not r.contradiction:
         lines += ["", _render_roles(r)]
     if r.claims:

@@ -64,6 +64,7 @@ class Review:
     best_ii: int | None = None            # smallest II where the structure's earliest placement is valid
     scanned: tuple[int, int] | None = None  # IIs probed by the scan, inclusive
     claims: list[Claim] = field(default_factory=list)
+    earliest: tuple[int, ...] | None = None  # explicit form: a valid placement of its structure that differs
     binding: list[Binding] = field(default_factory=list)
 
     @property
@@ -86,6 +87,11 @@ def review(loop: Loop, hand: HandSchedule) -> Review:
     if hand.form == "explicit":
         r.ii, r.schedule = hand.ii, hand.schedule
         r.violations = verify(loop, hand.schedule)
+        if not r.violations:
+            p = place(loop, s, hand.ii, arcs)
+            if p.starts is not None and p.starts != hand.schedule.starts \
+                    and not verify(loop, schedule_of(s, p)):
+                r.earliest = p.starts
         _scan(r, arcs, stop=hand.ii if r.valid else None)
     elif rng.empty:
         r.impossible, r.contradiction = True, rng.cycles[0]
