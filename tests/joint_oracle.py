@@ -248,7 +248,7 @@ class _Instance:
                 for o in range(self.n):
                     if o != v and roles[o] == roles[v]:
                         d = (p[u] - p[o] - 1) % ii + 1   # t(u) - (latest start of o strictly before t(u))
-                        arcs.append((u, v, ceil_div(self.dur[o] - d - p[v] + p[u], ii)))
+                        arcs.append((u, v, ceil_div(self.dur[o] - d - ii * e.distance - p[v] + p[u], ii)))
         return arcs
 
     def depth_arcs(self, p: list[int], v: int, depth: int) -> list[tuple[int, int, int]]:

@@ -470,7 +470,7 @@ def brute_force(loop: Loop, ii: int, t: tuple[int, ...], roles: tuple[int, ...])
         for o in range(n):
             if o != e.dst and roles[o] == roles[e.dst]:
                 before = max(i * ii + t[o] for i in iterations if i * ii + t[o] < t[e.src])
-                if before + dur[o] > t[e.dst]:
+                if before + dur[o] > t[e.dst] + e.distance * ii:
                     found.add("blocking")
     # 7: lifetimes; the depth is the most copies live at once on the unrolled timeline
     depth = []

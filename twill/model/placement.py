@@ -110,7 +110,7 @@ def structure_arcs(loop: Loop, s: Structure) -> list[Arc]:
     if s.joint:
         for e in (e for e in loop.edges if e.blocking):
             for o, kind, coef in _blocking_pairs(loop, s, e):
-                arcs.append(Arc(o, e.dst, ops[o].duration, coef, "blocking",
+                arcs.append(Arc(o, e.dst, ops[o].duration, coef - e.distance, "blocking",
                                 f"blocking {name(e.src)} -> {name(e.dst)}: {name(o)} issued before "
                                 f"{name(e.src)} ({kind}) is done (duration {ops[o].duration})"))
     for v, op in enumerate(ops):
@@ -349,7 +349,7 @@ class _Table:
 
 def _undrained(loop: Loop, t: list[int], ii: int, e, o: int) -> bool:
     m = (t[e.src] - 1 - t[o]) // ii  # the latest instance of o issued before src
-    return t[o] + m * ii + loop.ops[o].duration > t[e.dst]
+    return t[o] + m * ii + loop.ops[o].duration > t[e.dst] + e.distance * ii  # dst: distance iterations later
 
 
 def _drain_choices(loop: Loop, s: Structure, t: list[int], ii: int, e, o: int) -> list[list[Arc]]:
@@ -361,13 +361,13 @@ def _drain_choices(loop: Loop, s: Structure, t: list[int], ii: int, e, o: int) -
     m = (t[u] - 1 - t[o]) // ii
     text = (f"blocking {name(u)} -> {name(v)}: {name(o)} issued before {name(u)} "
             f"(instance {m:+d} in this placement) is done (duration {dur})")
-    choices = [[Arc(o, v, dur, m, "blocking", text)]]
+    choices = [[Arc(o, v, dur, m - e.distance, "blocking", text)]]
     if t[o] % ii < t[u] % ii:
         k = s.stages
         choices.append([
             Arc(u, o, 0, k[o] - k[u], "blocking", f"{name(o)} issues after {name(u)} in the window "
                                                    f"(so blocking {name(u)} -> {name(v)} drains its previous instance)"),
-            Arc(o, v, dur, m - 1, "blocking", f"blocking {name(u)} -> {name(v)}: {name(o)} issued before "
+            Arc(o, v, dur, m - 1 - e.distance, "blocking", f"blocking {name(u)} -> {name(v)}: {name(o)} issued before "
                                               f"{name(u)} (instance {m - 1:+d}) is done (duration {dur})")])
     return choices
 

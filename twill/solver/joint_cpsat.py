@@ -170,7 +170,8 @@ def add_edges(model: cp_model.CpModel, loop: Loop, ii: int, start, differ: RoleD
 
 
 def add_blocking(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, differ: RoleDiffer) -> None:
-    """Rule 6: for blocking u -> v and o != v on v's role, o's latest instance before u is done when v issues.
+    """Rule 6: for blocking u -> v and o != v on v's role, o's latest instance before u is done when v
+    (of the iteration ``distance`` later) issues.
 
     That instance issued d = ((p(u) - p(o) - 1) mod II) + 1 cycles before u: d = p(u) - p(o) + II·(1 - b)
     with d in [1, II] fixes the boolean b (b: p(o) < p(u)).
@@ -184,7 +185,8 @@ def add_blocking(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, diff
             else:
                 d, b = model.new_int_var(1, ii, f"d_{op.name}_{e.src}"), model.new_bool_var(f"b_{op.name}_{e.src}")
                 model.add(d == slot[e.src] - slot[o] + ii - ii * b)
-            model.add(start[e.src] - d + op.duration <= start[e.dst]).only_enforce_if(~differ(o, e.dst))
+            model.add(start[e.src] - d + op.duration <= start[e.dst] + ii * e.distance).only_enforce_if(
+                ~differ(o, e.dst))
 
 
 def add_blocking_load(model: cp_model.CpModel, loop: Loop, ii, start, x) -> None:
@@ -197,7 +199,8 @@ def add_blocking_load(model: cp_model.CpModel, loop: Loop, ii, start, x) -> None
             load = [min(op.issue, op.duration) * x[o][r] for o, op in enumerate(loop.ops)
                     if o != e.dst and min(op.issue, op.duration) > 0]
             if load:
-                model.add(sum(load) <= ii + start[e.dst] - start[e.src]).only_enforce_if(x[e.dst][r])
+                model.add(sum(load) <= ii + start[e.dst] + ii * e.distance - start[e.src]).only_enforce_if(
+                    x[e.dst][r])
 
 
 def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, stages_max: int) -> dict[int, cp_model.IntVar]:

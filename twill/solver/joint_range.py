@@ -5,7 +5,7 @@ The per-II model (cpsat.py + joint_cpsat.py) treats II as a constant. Here II is
 [lo, hi], minimized, over a relaxation of the joint problem: starts are plain integers (no slots);
 rule 2 keeps only "each unit's load is at most capacity x II" (ResMII), rule 3 only "each role's
 issue windows sum to at most II", and rule 6 only what ``d <= II`` implies
-(``t(u) - II + dur(o) <= t(v)``) and the blocking load (joint_cpsat.add_blocking_load). Every other
+(``t(u) - II + dur(o) <= t(v) + II·distance``) and the blocking load (joint_cpsat.add_blocking_load). Every other
 rule is kept exactly: dependences with hand-offs, lifetimes and ring depths (``D(v)·II >= L(v)``, a
 product), registers and setmaxnreg, warps, shared and tensor memory, the producer role, the ban and
 one issuing role for ``release: issue`` edges.
@@ -113,7 +113,8 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int]):
     for e in (e for e in loop.edges if e.blocking):  # rule 6, relaxed: d <= II
         for o, op in enumerate(ops):
             if o != e.dst:
-                model.add(start[e.src] - ii + op.duration <= start[e.dst]).only_enforce_if(~differ(o, e.dst))
+                model.add(start[e.src] - ii + op.duration <= start[e.dst] + ii * e.distance).only_enforce_if(
+                    ~differ(o, e.dst))
     add_blocking_load(model, loop, ii, start, x)  # implied by rules 3 and 6, exactly
 
     longest = max(op.duration for op in ops)  # rule 7 (the depth range of joint_cpsat.add_depths at lo)

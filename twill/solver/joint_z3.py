@@ -107,7 +107,7 @@ def add_blocking(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef]
                 d = z3.Int(f"d_{n}_{op.name}", solver.ctx)
                 gap = slot[u] - slot[o]
                 solver.add(1 <= d, d <= ii, z3.Or(d == gap, d == gap + ii))
-            solver.add(z3.Implies(role[o] == role[v], start[u] - d + op.duration <= start[v]))
+            solver.add(z3.Implies(role[o] == role[v], start[u] - d + op.duration <= start[v] + ii * e.distance))
 
 
 def add_depths(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef],
@@ -203,7 +203,7 @@ def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, in
               + (handoff_cost(loop, e) if roles[e.src] != roles[e.dst] else 0)) for e in loop.edges]
     for e in loop.edges:
         if e.blocking:
-            found += [(e.src, e.dst, op.duration - ((t[e.src] - t[o] - 1) % ii + 1))
+            found += [(e.src, e.dst, op.duration - ((t[e.src] - t[o] - 1) % ii + 1) - ii * e.distance)
                       for o, op in enumerate(loop.ops) if o != e.dst and roles[o] == roles[e.dst]]
     for v, op in enumerate(loop.ops):
         if op.has_value or op.depth is not None:

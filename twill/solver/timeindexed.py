@@ -289,16 +289,15 @@ class Encoding:
         ii = self.ii
         for e in (e for e in self.loop.edges if e.blocking):
             u, v = e.src, e.dst
-            implied = e.delay - ii * e.distance
             for o, op in enumerate(self.loop.ops):
                 together = self.same(o, v)
                 if o == v or together is False:
                     continue
                 gaps = [ii] if o == u else range(1, ii + 1)
-                for d in (d for d in gaps if op.duration - d > implied):
+                for d in (d for d in gaps if op.duration - d > e.delay):  # else the edge implies it
                     for a, x in enumerate(self.op[u]):
                         self.smt.clause(neg(x), neg(self.slot(o, (a - d) % ii)), neg(together),
-                                        neg(self.before(v, 0, a - d + op.duration)))
+                                        neg(self.before(v, 0, a - d + op.duration - ii * e.distance)))
 
     def add_depths(self) -> None:
         """A fixed ring depth bounds the lifetime: consumers complete within depth·I of the issue."""

@@ -62,12 +62,14 @@ def verify_joint(loop: Loop, schedule: Schedule) -> list[tuple[str, str]]:
         for o, op in enumerate(ops):
             if o == e.dst or roles[o] != roles[e.dst]:
                 continue
-            # The latest instance of o issued strictly before src must be done when dst issues.
+            # The latest instance of o issued strictly before src must be done when dst (of the
+            # iteration `distance` later) issues.
             before = t[o] + ((t[e.src] - 1 - t[o]) // ii) * ii
-            if before + op.duration > t[e.dst]:
+            waits = t[e.dst] + e.distance * ii
+            if before + op.duration > waits:
                 found.append(("blocking", f"edge {loop.edge_text(e)} is blocking, but {op.name} (issued at "
                                           f"{before}, before {ops[e.src].name}) is still in flight at "
-                                          f"{t[e.dst]} on role {roles[e.dst]}"))
+                                          f"{waits} on role {roles[e.dst]}"))
 
     for i, op in enumerate(ops):
         if op.depth is not None and lifetime(loop, t, ii, i) > op.depth * ii:
