@@ -360,3 +360,14 @@ def test_fa4_schedule_is_valid_and_fills_tensor_memory():
     # The model hands leftover registers to every warpgroup alike, so FA4's 192/192/80 split is reported
     # as a disagreement, not hidden.
     assert claims[("setmaxnreg", "correction")].agree is False
+
+
+def test_explicit_starts_later_than_the_placement_are_pointed_out(tmp_path):
+    schedule = tmp_path / "late.yaml"
+    schedule.write_text("ii: 2\nstarts: {S: 0, P: 3, O: 5, N: 0}\n")
+    r = reviewed(TOY, schedule)
+    assert r.valid and r.earliest == (0, 2, 5, 0)  # P one cycle earlier in the same stage
+    data = json.loads(run("verify", TOY, str(schedule), "--deterministic", "--json", "-").stdout)
+    assert data["placed_starts"] == {"S": 0, "P": 2, "O": 5, "N": 0}
+    assert "the same structure also places validly at this II with starts P 2 (given 3)" in \
+        run("verify", TOY, str(schedule), "--deterministic").stdout
