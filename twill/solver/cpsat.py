@@ -15,7 +15,7 @@ import time
 from ortools.sat.python import cp_model
 
 from twill.model.loop import Loop
-from twill.model.objectives import JOINT_LEVELS, objective_value
+from twill.model.objectives import objective_value
 from twill.model.schedule import Schedule
 from twill.solver.backend import Outcome, Query, Settings
 from twill.solver.bounds import stage_bound
@@ -23,7 +23,7 @@ from twill.solver.cpsat_params import configure
 from twill.solver.joint_cpsat import add_joint
 from twill.solver.joint_range import RelaxationOutcome, relaxation_bound
 
-ANCHORABLE = frozenset(JOINT_LEVELS)  # not "stages": moving every start can add a stage
+ANCHORABLE = frozenset({"handoff_bytes", "ring_slots", "roles"})
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
           cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "unknown"}
 
@@ -37,40 +37,35 @@ class CpSatBackend:
     def solve(self, loop: Loop, query: Query, seconds: float | None) -> Outcome:
         ii, stages_max = query.ii, stage_bound(loop, query.ii)
         anchor = anchor_op(loop) if anchored(loop, query) else None
-        stages_cap = stages_max + (anchor is not None)  # one more stage for the rotation (see anchored)
         model = cp_model.CpModel()
         slot = [model.new_int_var(0, ii - 1, f"p_{op.name}") for op in loop.ops]
-        stage = [model.new_int_var(0, stages_cap, f"k_{op.name}") for op in loop.ops]
+        stage = [model.new_int_var(0, stages_max, f"k_{op.name}") for op in loop.ops]
         start = [ii * k + p for k, p in zip(stage, slot)]
 
         for e in loop.edges:
             model.add(start[e.dst] - start[e.src] >= e.delay - ii * e.distance)
-        joint = add_joint(model, loop, ii, slot, start, stages_cap) if loop.joint else None
+        joint = add_joint(model, loop, ii, slot, start, stages_max) if loop.joint else None
         if not add_modulo_resources(model, loop, ii, slot) or (loop.joint and joint is None):
             return Outcome("infeasible", None, None, None, 0.0, stages_max)
 
-        horizon = ii * (stages_cap + 1) + max(op.duration for op in loop.ops)
+        horizon = ii * (stages_max + 1) + max(op.duration for op in loop.ops)
         length = model.new_int_var(0, horizon, "length")
         for op, t in zip(loop.ops, start):
             model.add(length >= t + op.duration)
-        stages = model.new_int_var(1, stages_cap + 1, "stages")
+        stages = model.new_int_var(1, stages_max + 1, "stages")
         for k in stage:
             model.add(stages >= k + 1)
         if anchor is not None:
             model.add(slot[anchor] == 0)
-            first = model.new_int_var(0, horizon, "first")  # the earliest start: length counts from it
-            for t in start:
-                model.add(first <= t)
-            length = length - first
         objectives = {"length": length, "stages": stages, **(joint.objectives if joint else {})}
         for name, value in query.limits:
             model.add(objectives[name] <= value)
         model.minimize(objectives[query.objective])
         if query.hint is not None:
-            shift = (-query.hint.starts[anchor]) % ii if anchor is not None else 0
+            shift = (-query.hint.starts[anchor]) % ii if anchor is not None else 0  # rotate onto the anchor
             for p, k, t in zip(slot, stage, query.hint.starts):
                 model.add_hint(p, (t + shift) % ii)
-                model.add_hint(k, min((t + shift) // ii, stages_cap))
+                model.add_hint(k, min((t + shift) // ii, stages_max))
             if joint and query.hint.roles is not None:
                 joint.add_hint(model, loop, query.hint.roles)
 
@@ -83,10 +78,7 @@ class CpSatBackend:
             else time.perf_counter() - began
         if status in ("infeasible", "unknown"):
             return Outcome(status, None, None, None, work, stages_max)
-        starts = [solver.value(t) for t in start]
-        if anchor is not None:  # shift the earliest start to cycle 0
-            starts = [t - min(starts) for t in starts]
-        schedule = Schedule(ii, tuple(starts), joint.decode(solver) if joint else None)
+        schedule = Schedule(ii, tuple(solver.value(t) for t in start), joint.decode(solver) if joint else None)
         return Outcome(status, schedule, objective_value(loop, schedule, query.objective),
                        int(round(solver.best_objective_bound)), work, stages_max)
 
@@ -99,12 +91,11 @@ def anchored(loop: Loop, query: Query) -> bool:
     """Whether the query may fix one op's slot to 0 (docs/joint-model.md, "Anchoring"): a joint loop
     whose query reads only objectives that do not change when every start moves by one amount.
 
-    Take any schedule, with least stages (at most the stage bound K, no objective worse), and add
-    to every start the c in [0, II) that puts the anchor at slot 0: every rule still holds (they read
-    differences of starts and residues modulo II), stages are at most K + 1, hand-offs, ring slots and
-    roles are unchanged, and the length counted from the earliest start does not grow. So the model
-    with the anchor's slot at 0, stages up to K + 1 and length = max(t + dur) - min(t) loses no
-    optimum; its schedule, moved back so that the earliest start is 0, has that length.
+    Adding one constant to every start keeps every rule (they read differences of starts and residues
+    modulo II), the roles and the ring depths; taking the least stages again keeps the slots, stays
+    within the stage bound and makes no objective worse. So some optimum of hand-off bytes, ring
+    slots or roles has the anchor at slot 0. Not length (it counts from cycle 0, and a length-limited
+    query is also slower anchored) and not the pure problem's stages.
     """
     return loop.joint and all(name in ANCHORABLE for name in (query.objective, *(n for n, _ in query.limits)))
 

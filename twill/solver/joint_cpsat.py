@@ -64,7 +64,6 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
         model.add(differ(e.src, e.dst) == 0)
     crossing = add_edges(model, loop, ii, start, differ)
     add_blocking(model, loop, ii, slot, start, differ)
-    add_blocking_load(model, loop, ii, start, x)
     depth = add_depths(model, loop, ii, start, stages_max)
     used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
@@ -187,20 +186,6 @@ def add_blocking(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, diff
                 model.add(d == slot[e.src] - slot[o] + ii - ii * b)
             model.add(start[e.src] - d + op.duration <= start[e.dst] + ii * e.distance).only_enforce_if(
                 ~differ(o, e.dst))
-
-
-def add_blocking_load(model: cp_model.CpModel, loop: Loop, ii, start, x) -> None:
-    """Implied by rules 3 and 6 (docs/joint-model.md, "Blocking load"): for blocking u -> v, every op
-    o != v on v's role has its latest instance before t(u) issued in [t(u) - II, t(u)) and done by t(v),
-    so the first min(issue, dur) cycles of those windows, disjoint on the role, fit in
-    [t(u) - II, t(v)]. ``ii`` is a constant or (in the joint relaxation) a variable."""
-    for e in (e for e in loop.edges if e.blocking):
-        for r in range(len(x[0])):
-            load = [min(op.issue, op.duration) * x[o][r] for o, op in enumerate(loop.ops)
-                    if o != e.dst and min(op.issue, op.duration) > 0]
-            if load:
-                model.add(sum(load) <= ii + start[e.dst] + ii * e.distance - start[e.src]).only_enforce_if(
-                    x[e.dst][r])
 
 
 def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, stages_max: int) -> dict[int, cp_model.IntVar]:

@@ -5,7 +5,7 @@ The per-II model (cpsat.py + joint_cpsat.py) treats II as a constant. Here II is
 [lo, hi], minimized, over a relaxation of the joint problem: starts are plain integers (no slots);
 rule 2 keeps only "each unit's load is at most capacity x II" (ResMII), rule 3 only "each role's
 issue windows sum to at most II", and rule 6 only what ``d <= II`` implies
-(``t(u) - II + dur(o) <= t(v) + II·distance``) and the blocking load (joint_cpsat.add_blocking_load). Every other
+(``t(u) - II + dur(o) <= t(v) + II·distance``). Every other
 rule is kept exactly: dependences with hand-offs, lifetimes and ring depths (``D(v)·II >= L(v)``, a
 product), registers and setmaxnreg, warps, shared and tensor memory, the producer role, the ban and
 one issuing role for ``release: issue`` edges.
@@ -30,7 +30,7 @@ from twill.model.loop import Loop
 from twill.solver.backend import Settings
 from twill.solver.bounds import stage_bound
 from twill.solver.cpsat_params import configure
-from twill.solver.joint_cpsat import (RoleDiffer, add_blocking_load, add_registers, add_roles, flag, gated,
+from twill.solver.joint_cpsat import (RoleDiffer, add_registers, add_roles, flag, gated,
                                       legal_setmaxnreg)
 
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
@@ -115,7 +115,6 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int]):
             if o != e.dst:
                 model.add(start[e.src] - ii + op.duration <= start[e.dst] + ii * e.distance).only_enforce_if(
                     ~differ(o, e.dst))
-    add_blocking_load(model, loop, ii, start, x)  # implied by rules 3 and 6, exactly
 
     longest = max(op.duration for op in ops)  # rule 7 (the depth range of joint_cpsat.add_depths at lo)
     reach = K + 1 + max((e.distance for e in loop.edges), default=0) + ceil_div(longest, lo)
