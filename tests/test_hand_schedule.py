@@ -17,7 +17,7 @@ from twill.cli import app
 from twill.model.generate import random_loop
 from twill.model.hand_schedule import load_hand_schedule
 from twill.model.loader import load_spec
-from twill.model.placement import Structure, feasible_range, place, schedule_of
+from twill.model.placement import Structure, place, schedule_of
 from twill.model.schedule import Schedule
 from twill.review import review
 from twill.solver.backend import Settings

@@ -9,7 +9,6 @@ from typing import Any
 from twill import summary
 from twill.model.joint import layout
 from twill.model.loop import Loop
-from twill.model.schedule import Schedule
 from twill.report import columns
 from twill.review import Review, cycle_ops, forced_ii
 from twill.solver.search import SearchResult

@@ -10,7 +10,6 @@ is added by the report (twill/report_verify.py), which is the only part that run
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from twill.model.hand_schedule import HandSchedule
 from twill.model.joint import carries_registers, ceil_div, depth, layout, smem_bytes, tmem_columns
@@ -260,9 +259,3 @@ def _binding(r: Review, arcs: list[Arc]) -> list[Binding]:
                 found.append(Binding("violation", f"at II {below} the earliest placement breaks "
                                                   f"{v[0].constraint}: {v[0].message}"))
     return found
-
-
-def structure_table(loop: Loop, s: Structure) -> dict[str, Any]:
-    """Per op: role name and stage (for side-by-side comparisons)."""
-    return {loop.ops[o].name: {"role": s.role_names[r], "stage": s.stages[o]}
-            for r, ops in enumerate(s.role_ops) for o in ops}

@@ -21,7 +21,6 @@ from typing import Any, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Annotated
 
-from twill.errors import SpecError
 from twill.model.loop import Loop
 from twill.model.placement import Structure
 from twill.model.schedule import Schedule
@@ -132,9 +131,8 @@ def _explicit(spec: ScheduleFile, loop: Loop, source: SourceMap, file: str) -> H
     names = [op.name for op in loop.ops]
     if spec.ii is None:
         raise source.error(("ii",), "required field is missing (an explicit schedule gives `ii` and `starts`)")
-    for key in ("order", "expect"):
-        if getattr(spec, key) is not None and key == "order":
-            raise source.error((key,), "`order` belongs to the structured form; an explicit schedule "
+    if spec.order is not None:
+        raise source.error(("order",), "`order` belongs to the structured form; an explicit schedule "
                                        "gives `starts`", at_key=True)
     for name in spec.starts:
         if name not in names:

@@ -15,8 +15,9 @@ docs/joint-model.md that reads differences of starts is then a difference constr
 * fixed ring depths (rule 7): ``L(v) <= depth(v)*II`` bounds each consumer's start from above.
 
 Each constraint ``t(b) - t(a) >= const + coef*II`` is an arc; the earliest solution is the longest
-path from a zero node (Bellman-Ford), and a positive cycle is a named contradiction. Units,
-registers, memories and warps are not placed: the independent verifier checks them afterwards.
+path from a zero node (Bellman-Ford), and a positive cycle is a named contradiction. Units are then
+placed greedily (list placement: an op whose unit is busy waits, see ``place``); registers,
+memories and warps are not placed: the independent verifier checks them afterwards.
 
 One rule is not a difference constraint under a fixed structure: a blocking wait whose awaited op
 is on *another* role drains the instances issued before it, which depends on the phases of two
