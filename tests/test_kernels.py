@@ -94,3 +94,28 @@ def test_fa3_rediscovered_on_h100():
     # Ping-pong: around the II, each warpgroup's tensor-core work is one contiguous phase.
     tc = sorted((start[n] % ii, schedule.roles[names.index(n)]) for n in names if n[:2] in ("qk", "pv"))
     assert sum(tc[i][1] != tc[i - 1][1] for i in range(len(tc))) == 2
+
+
+@pytest.mark.parametrize("machine, ii", [("h100", 2048), ("b200", 3900)])
+def test_fewer_warps_make_the_flash_attention_ii_infeasible(machine, ii):
+    """At FA3's optimum (H100) and at a B200 II where twill's FA4-like schedule exists, 8 warps
+    (one warpgroup for the producer and one for everything else) cannot hold the two halves."""
+    from twill.solver.backend import Query
+
+    backend = make_backend("cpsat", DETERMINISTIC)
+    full = load_spec(KERNELS / "fa-fwd.yaml", machine)
+    assert backend.solve(full, Query(ii, "handoff_bytes"), 120).status in ("optimal", "feasible")
+    fewer = load_spec(KERNELS / "fa-fwd.yaml", machine, {"warps": 8})
+    assert backend.solve(fewer, Query(ii, "handoff_bytes"), 120).status == "infeasible"
+
+
+def test_without_subtiling_flash_attention_needs_more():
+    from twill.errors import SpecError
+    from twill.solver.backend import Query
+
+    # H100: one warpgroup must carry both halves' S, P and O: infeasible at the tensor-core bound.
+    whole = load_spec(KERNELS / "fa-fwd.yaml", "h100", {"tiles": 1})
+    assert make_backend("cpsat", DETERMINISTIC).solve(whole, Query(2048, "handoff_bytes"), 60).status == "infeasible"
+    # B200: a 256-row S in one warpgroup's registers is 256 per thread: no role can hold it at all.
+    with pytest.raises(SpecError, match="256 registers"):
+        load_spec(KERNELS / "fa-fwd.yaml", "b200", {"tiles": 1})
