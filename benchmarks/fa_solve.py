@@ -14,12 +14,17 @@ fa-bwd, gemm, each for H100 and B200) when they exist, and times each solver cal
 
 "optimal" means the II and every objective level are proven. Prints one line per problem as it goes,
 then a markdown table.
+
+``--baseline`` runs the search as it was before the joint speed-ups, on the same model: length as
+the first level (minimized with the II), no joint relaxation, no anchoring, CP-SAT's default
+portfolio on this machine's cores (Settings.workers = cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import time
 from pathlib import Path
 
@@ -27,7 +32,27 @@ from twill.model.loader import load_spec
 from twill.model.objectives import levels
 from twill.solver.backend import Settings
 from twill.solver.backends import make_backend
+from twill.solver import cpsat, search as search_module
 from twill.solver.search import search
+
+BASELINE_LEVELS = ("length", "handoff_bytes", "ring_slots", "roles")
+
+
+class Baseline:
+    """The CP-SAT backend without the relaxation or anchoring, on all cores."""
+
+    name = "cpsat"
+
+    def __init__(self):
+        self.backend = make_backend("cpsat", Settings(workers=os.cpu_count() or 1))
+
+    def solve(self, loop, query, seconds):
+        return self.backend.solve(loop, query, seconds)
+
+
+def use_baseline() -> None:
+    cpsat.anchored = lambda loop, query: False
+    search_module.levels = lambda loop: BASELINE_LEVELS if loop.joint else levels(loop)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = sorted((ROOT / "benchmarks" / "problems").glob("fa-*.yaml"))
@@ -67,9 +92,9 @@ class Timed:
         return outcome
 
 
-def run(name: str, path: Path, machine: str | None, seconds: float) -> list[str]:
+def run(name: str, path: Path, machine: str | None, seconds: float, baseline: bool) -> list[str]:
     loop = load_spec(path, machine)
-    timed = Timed(make_backend("cpsat", Settings()))
+    timed = Timed(Baseline() if baseline else make_backend("cpsat", Settings()))
     began = time.perf_counter()
     result = search(loop, timed, seconds, Settings())
     total = time.perf_counter() - began
@@ -78,7 +103,8 @@ def run(name: str, path: Path, machine: str | None, seconds: float) -> list[str]
     final = result.schedule.ii if result.schedule else None
     first = sum(s for ii, status, s in sweep if ii == final and status in ("optimal", "feasible"))
     swept = [s for ii, status, s in sweep if not (ii == final and status in ("optimal", "feasible"))]
-    later = {name: sum(s for phase, _, _, s in timed.calls if phase == name) for name in levels(loop)[1:]}
+    names = search_module.levels(loop)[1:]
+    later = {name: sum(s for phase, _, _, s in timed.calls if phase == name) for name in names}
     proven = result.optimal and all(o.optimal for o in result.objectives)
     status = "optimal" if proven else result.status + ("" if result.schedule is None else " (levels open)")
     ii = "-" if final is None else str(final)
@@ -89,17 +115,20 @@ def run(name: str, path: Path, machine: str | None, seconds: float) -> list[str]
           f"relax {relax:.2f} sweep {sum(swept):.2f}/{len(swept)} first {first:.2f} {level_text}; {values}",
           flush=True)
     return [name, str(len(loop.ops)), ii, str(result.bounds.mii), status, f"{total:.2f}", f"{relax:.2f}",
-            f"{sum(swept):.2f} ({len(swept)})", f"{first:.2f}"] + [f"{later[n]:.2f}" for n in levels(loop)[1:]]
+            f"{sum(swept):.2f} ({len(swept)})", f"{first:.2f}"] + [f"{later[n]:.2f}" for n in names]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per problem (whole search)")
     parser.add_argument("--only", default="*", help="glob on problem names")
+    parser.add_argument("--baseline", action="store_true", help="the search before the joint speed-ups")
     args = parser.parse_args()
-    rows = [run(name, path, machine, args.time_limit) for name, path, machine in cases()
+    if args.baseline:
+        use_baseline()
+    rows = [run(name, path, machine, args.time_limit, args.baseline) for name, path, machine in cases()
             if fnmatch.fnmatch(name, args.only)]
-    later = [name for name in levels(load_spec(PROBLEMS[0]))[1:]] if PROBLEMS else []
+    later = [f"{name} s" for name in search_module.levels(load_spec(PROBLEMS[0]))[1:]] if PROBLEMS else []
     header = ["problem", "ops", "II", "MII", "status", "s total", "relax", "sweep (queries)", "first"] + later
     print()
     print("| " + " | ".join(header) + " |")
