@@ -10,15 +10,13 @@ import typer
 import yaml
 
 from twill.errors import SpecError
-from twill.model.loader import load_schedule, load_spec
-from twill.model.schedule import Schedule
-from twill.report import render_bounds, render_gap, render_search, render_verdict, search_json
+from twill.model.loader import load_spec
+from twill.report import render_bounds, render_search, search_json
 from twill.report_time_indexed import render_time_indexed, time_indexed_json
 from twill.solver.backend import Settings
 from twill.solver.backends import BACKENDS, make_backend
 from twill.solver.bounds import compute_bounds
 from twill.solver.search import search
-from twill.solver.verify import verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Provably optimal modulo schedules for GPU kernel loops.")
@@ -109,8 +107,8 @@ def solve(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Op
           settings: Optional[list[str]] = SetOption):
     """Find the smallest II and prove it optimal, then minimize the remaining objectives in order.
 
-    Pure loops: length, then stages. Joint loops (machine with warps): length, bytes moved across
-    roles, ring slots, roles used.
+    Pure loops: length, then stages. Joint loops (machine with warps): bytes moved across roles,
+    length, ring slots, roles used.
     """
     try:
         loop = load_spec(spec, machine, parse_settings(settings), subtile=subtile, cross_role=cross_role,

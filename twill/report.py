@@ -9,7 +9,7 @@ from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 from twill.solver.bounds import Bounds
 from twill.solver.search import SearchResult
-from twill.solver.verify import Violation, unit_load
+from twill.solver.verify import unit_load
 
 # Above this II the reservation table is printed as runs of slots instead of one column per slot.
 MAX_TABLE_COLUMNS = 16
@@ -164,27 +164,3 @@ def search_json(result: SearchResult, show_time: bool = True) -> dict[str, Any]:
         "utilization": summary.utilization(loop, s) if s else {},
         "throughput": summary.throughput(loop, s) if s else None,
     }
-
-
-def render_verdict(loop: Loop, schedule: Schedule, violations: list[Violation], file: str) -> str:
-    if not violations:
-        return (f"{file}: valid at II {schedule.ii} "
-                f"(length {schedule.length(loop)}, stages {schedule.stages})")
-    lines = [f"{file}: INVALID at II {schedule.ii}: {len(violations)} violated constraint(s)"]
-    lines += [f"  {v.constraint}: {v.message}" for v in violations]
-    return "\n".join(lines)
-
-
-def render_gap(schedule: Schedule, result: SearchResult) -> str:
-    ii = schedule.ii
-    if result.optimal:
-        best = result.schedule.ii
-        if ii == best:
-            return f"optimal II is {best} (proven): this schedule's II is optimal"
-        if ii < best:
-            return f"optimal II is {best} (proven): II {ii} is below it, so this schedule cannot be valid"
-        return (f"optimal II is {best} (proven): this schedule is {ii - best} cycle(s) above it "
-                f"(+{100 * (ii - best) / best:.1f}% time per iteration)")
-    lower = result.lower_bound
-    found = f"; best found II {result.schedule.ii}" if result.schedule else ""
-    return f"optimal II not proven within the time limit: proven lower bound {lower}{found}"
