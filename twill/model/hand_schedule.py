@@ -24,6 +24,7 @@ from typing_extensions import Annotated
 from twill.model.loop import Loop
 from twill.model.placement import Structure
 from twill.model.schedule import Schedule
+from twill.model.validation import validate
 from twill.model.yamlsource import SourceMap, load_yaml
 
 PosInt = Annotated[int, Field(ge=1, strict=True)]
@@ -81,8 +82,6 @@ class Header:
 
 
 def _validate(data: Any, source: SourceMap) -> ScheduleFile:
-    from twill.model.loader import validate  # the loader's located pydantic errors
-
     return validate(ScheduleFile, data, source)
 
 

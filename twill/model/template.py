@@ -13,11 +13,12 @@ from typing import Any, Mapping
 from twill.errors import SpecError
 from twill.model.expr import ExprError, evaluate
 from twill.model.spec import MachineSpec, ParamSpec
+from twill.model.validation import validate
 from twill.model.yamlsource import Nested, SourceMap
 
 # Fields whose strings are names or text, never expressions.
-TEXT_FIELDS = frozenset({"name", "unit", "kind", "src", "dst", "barrier", "parts", "release", "machine", "description", "source",
-                         "subtile"})
+TEXT_FIELDS = frozenset({"name", "unit", "kind", "src", "dst", "barrier", "parts", "release", "machine",
+                         "description", "source", "subtile"})
 LOOP_EXPRESSIONS = ("subtile", "cross_role", "max_warps")
 TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a word"}
 
@@ -29,8 +30,6 @@ def machine_names(machine: MachineSpec) -> dict[str, Any]:
 
 def instantiate(data: dict, source: SourceMap, machine: MachineSpec, settings: Mapping[str, Any]) -> dict:
     """``data`` with parameters resolved; records dropped list items in ``source.kept``."""
-    from twill.model.loader import validate  # the loader imports this module
-
     data = dict(data)
     declared = data.pop("params", None) or {}
     lets = data.pop("let", None) or {}
@@ -53,8 +52,7 @@ def instantiate(data: dict, source: SourceMap, machine: MachineSpec, settings: M
             data[key] = _expression(data[key], names, source, (key,))
     ops = data.get("ops")
     kept_ops, data["ops"] = _items(ops, "ops", names, source)
-    present = {op.get("name") for op in data["ops"] if isinstance(op, dict)} if isinstance(ops, list) else set()
-    dropped = {op.get("name") for op in ops if isinstance(op, dict)} - present if isinstance(ops, list) else set()
+    dropped = _names(ops) - _names(data["ops"])
     kept_edges, data["edges"] = _items(data.get("edges"), "edges", names, source,
                                        skip=lambda e: e.get("src") in dropped or e.get("dst") in dropped)
     source.kept.update({"ops": kept_ops, "edges": kept_edges})
@@ -62,6 +60,10 @@ def instantiate(data: dict, source: SourceMap, machine: MachineSpec, settings: M
         if data[key] is None:
             del data[key]
     return data
+
+
+def _names(items: Any) -> set:
+    return {item.get("name") for item in items if isinstance(item, dict)} if isinstance(items, list) else set()
 
 
 def _check_name(name: str, names: dict, source: SourceMap, path: tuple) -> None:
