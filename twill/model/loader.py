@@ -10,7 +10,7 @@ from twill.errors import SpecError
 from twill.model.graph import longest_paths
 from twill.model.loop import Dependence, Loop, Op, Reservation, Warps
 from twill.model.kinds import resolve_kind
-from twill.model.spec import LoopSpec, MachineSpec, OpSpec, ScheduleSpec
+from twill.model.spec import LoopSpec, MachineSpec, OpSpec
 from twill.model.template import instantiate
 from twill.model.validation import validate
 from twill.model.yamlsource import Nested, SourceMap, load_yaml
@@ -221,28 +221,3 @@ def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int,
             new_edges.append(dataclasses.replace(e, src=a, dst=b, delay=delay))
             fields.append(("edges", j))
     return new_ops, new_edges, fields
-
-
-def load_schedule(path: str | Path, loop: Loop) -> ScheduleSpec:
-    """Read a schedule file and check that it names exactly the loop's ops."""
-    data, source = load_yaml(path)
-    schedule = validate(ScheduleSpec, data, source)
-    names = [op.name for op in loop.ops]
-    for name in schedule.starts:
-        if name not in names:
-            raise source.error(("starts", name), f"unknown op {name!r} (loop {loop.name!r} has: {', '.join(names)})",
-                               at_key=True)
-    missing = [name for name in names if name not in schedule.starts]
-    if missing:
-        raise source.error(("starts",), f"no start given for op(s): {', '.join(missing)}")
-    if loop.joint != (schedule.roles is not None):
-        raise source.error(("roles",) if schedule.roles is not None else ("starts",),
-                           "a joint problem (machine with `warps`) needs `roles`: the role of every op"
-                           if loop.joint else "`roles` given, but the machine has no `warps` (no joint problem)")
-    for name in schedule.roles or {}:
-        if name not in names:
-            raise source.error(("roles", name), f"unknown op {name!r}", at_key=True)
-    missing = [name for name in names if loop.joint and name not in schedule.roles]
-    if missing:
-        raise source.error(("roles",), f"no role given for op(s): {', '.join(missing)}")
-    return schedule

@@ -191,11 +191,3 @@ class LoopSpec(Strict):
     subtile: PosInt = 1                 # sub-ops per op marked `subtile: true`
     cross_role: bool = True             # false: no register value may cross roles
     max_warps: PosInt | None = None     # fewer warps than the machine allows
-
-
-class ScheduleSpec(Strict):
-    """A hand-written (or saved) schedule: ``ii``, the start cycle of every op and, joint, its role."""
-
-    ii: PosInt
-    starts: dict[Name, NonNegInt]
-    roles: dict[Name, NonNegInt] | None = None
