@@ -10,7 +10,7 @@ from twill.errors import SpecError
 from twill.model.graph import longest_paths
 from twill.model.loop import Dependence, Loop, Op, Reservation, Warps
 from twill.model.kinds import resolve_kind
-from twill.model.spec import LoopSpec, MachineSpec, OpSpec
+from twill.model.spec import EdgeSpec, LoopSpec, MachineSpec, OpSpec
 from twill.model.template import instantiate
 from twill.model.validation import validate
 from twill.model.yamlsource import Nested, SourceMap, load_yaml
@@ -99,7 +99,7 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
     edge_fields = [("edges", j) for j in range(len(edges))]
     if spec.subtile > 1:
         ops, edges, edge_fields = subtile(ops, edges, [op.subtile is not False for op in spec.ops], spec.subtile,
-                                          parts, [edge.parts == "all" for edge in spec.edges])
+                                          parts, spec.edges)
 
     # A cycle of same-iteration dependences with positive total delay can never be scheduled.
     same_iteration = [(j, e) for j, e in enumerate(edges) if e.distance == 0]
@@ -183,11 +183,11 @@ def _check_joint_op(op: OpSpec, at: tuple, warps: Warps, source: SourceMap) -> N
 
 
 def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int,
-            parts: list[Op | None] | None = None, all_pairs: list[bool] | None = None):
+            parts: list[Op | None], written: list[EdgeSpec]):
     """Split every marked op into ``n`` sub-ops: copies of its ``parts`` entry when given (costed by its
     kind), else with costs and footprints divided by ``n`` (rounded up).
 
-    Edges between two split ops join sub-op j to sub-op j (every pair where ``all_pairs`` says so);
+    Edges between two split ops join sub-op j to sub-op j (every pair with ``parts: all``);
     an edge between a split op and an unsplit one joins every sub-op (the unsplit op is a common
     input or a common consumer).
     Returns the new ops, edges and, per new edge, the spec field of the edge it came from.
@@ -201,7 +201,7 @@ def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int,
             copies.append([len(new_ops)])
             new_ops.append(op)
             continue
-        given = parts[len(copies)] if parts is not None else None
+        given = parts[len(copies)]
         if given is None:
             table = tuple(Reservation(r.unit, part(r.offset), part(r.cycles), r.amount) for r in op.reservations)
             given = Op(op.name, part(op.latency), table, part(op.issue_cycles), op.warps, op.variable_latency,
@@ -211,9 +211,9 @@ def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int,
     new_edges, fields = [], []
     for j, e in enumerate(edges):
         delay = e.delay
-        if marked[e.src]:  # the latency of a part, or the written delay divided
-            delay = new_ops[copies[e.src][0]].latency if e.delay == ops[e.src].latency else part(e.delay)
-        if marked[e.src] and marked[e.dst] and not (all_pairs and all_pairs[j]):
+        if marked[e.src]:  # the written delay divided, or the latency of a part
+            delay = new_ops[copies[e.src][0]].latency if written[j].delay is None else part(e.delay)
+        if marked[e.src] and marked[e.dst] and written[j].parts == "same":
             pairs = zip(copies[e.src], copies[e.dst])
         else:
             pairs = [(a, b) for a in copies[e.src] for b in copies[e.dst]]
