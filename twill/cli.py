@@ -34,6 +34,9 @@ SubtileOption = typer.Option(None, "--subtile", min=1, help="Split ops marked `s
 CrossRoleOption = typer.Option(None, "--cross-role/--no-cross-role",
                                help="Allow (or ban) register values crossing roles (overrides the spec).")
 MaxWarpsOption = typer.Option(None, "--max-warps", min=1, help="At most N warps per CTA (overrides the spec).")
+SaveScheduleOption = typer.Option(None, "--save-schedule", metavar="FILE",
+                                  help="Write the schedule found as a schedule file (ii, starts, roles) that "
+                                       "verify, lower and simulate read.")
 SetOption = typer.Option(None, "--set", metavar="NAME=VALUE",
                          help="Set a kernel parameter of the spec's `params` (repeatable), e.g. --set head_dim=64.")
 ENCODINGS = ("compact", "time-indexed")
@@ -74,15 +77,65 @@ def run_search(loop, backend: str, time_limit: float, deterministic: bool):
     return search(loop, solver, time_limit, settings)
 
 
+def write_file(target: str, text: str, option: str) -> None:
+    try:
+        Path(target).write_text(text)
+    except OSError as exc:
+        fail(SpecError(f"cannot write: {exc.strerror}", file=target, field=option))
+
+
 def emit_json(data: dict, target: str) -> None:
     text = json.dumps(data, indent=2) + "\n"
     if target == "-":
         typer.echo(text, nl=False)
     else:
-        try:
-            Path(target).write_text(text)
-        except OSError as exc:
-            fail(SpecError(f"cannot write JSON: {exc.strerror}", file=target, field="--json"))
+        write_file(target, text, "--json")
+
+
+def load_scheduled(spec: str, schedule_file: Optional[str], machine: Optional[str], settings: Optional[list[str]],
+                   subtile: Optional[int], cross_role: Optional[bool], max_warps: Optional[int],
+                   backend: str, time_limit: float, deterministic: bool):
+    """(loop, schedule) for lower and simulate: the schedule file's (checked by the verifier), or a solve.
+
+    Exits 2 on bad input and 1 when there is no valid schedule."""
+    from twill.model.hand_schedule import load_hand_schedule, read_header
+    from twill.review import review
+
+    try:
+        header = read_header(schedule_file) if schedule_file else None
+        params = ((header.params or {}) if header else {}) | parse_settings(settings)
+        loop = load_spec(spec, machine or (header.machine if header else None), params or None, subtile=subtile,
+                         cross_role=cross_role, max_warps=max_warps)
+        if not loop.joint:
+            raise SpecError("needs a machine with warps (roles, barriers): pass --machine h100 or b200",
+                            file=spec, field="machine")
+        hand = load_hand_schedule(schedule_file, loop) if schedule_file else None
+    except SpecError as error:
+        fail(error)
+    if hand is None:
+        result = run_search(loop, backend, time_limit, deterministic)
+        if result.schedule is None:
+            typer.echo(f"error: no schedule: {result.status} (lower bound II {result.lower_bound})", err=True)
+            raise typer.Exit(1)
+        return loop, result.schedule
+    checked = review(loop, hand)
+    if not checked.valid:
+        typer.echo(f"error: {schedule_file}: not a valid schedule (twill verify {spec} {schedule_file} "
+                   "says why)", err=True)
+        raise typer.Exit(1)
+    return loop, checked.schedule
+
+
+def schedule_file_text(loop, schedule, machine: Optional[str], params: dict) -> str:
+    """A schedule in the explicit form of docs/hand-schedules.md."""
+    data = {"machine": machine} if machine else {}
+    if params:
+        data["params"] = params
+    data["ii"] = schedule.ii
+    data["starts"] = {op.name: t for op, t in zip(loop.ops, schedule.starts)}
+    if schedule.roles is not None:
+        data["roles"] = {op.name: r for op, r in zip(loop.ops, schedule.roles)}
+    return f"# twill solve: II {schedule.ii}\n" + yaml.safe_dump(data, sort_keys=False)
 
 
 @app.command()
@@ -104,7 +157,7 @@ def solve(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Op
           deterministic: bool = DeterministicOption, json_out: Optional[str] = JsonOption,
           subtile: Optional[int] = SubtileOption, cross_role: Optional[bool] = CrossRoleOption,
           max_warps: Optional[int] = MaxWarpsOption, encoding: str = EncodingOption,
-          settings: Optional[list[str]] = SetOption):
+          settings: Optional[list[str]] = SetOption, save_schedule: Optional[str] = SaveScheduleOption):
     """Find the smallest II and prove it optimal, then minimize the remaining objectives in order.
 
     Pure loops: length, then stages. Joint loops (machine with warps): bytes moved across roles,
@@ -121,6 +174,9 @@ def solve(spec: str = typer.Argument(..., help="Loop spec (YAML)."), machine: Op
         solve_time_indexed(loop, time_limit, deterministic, json_out)
     result = run_search(loop, backend, time_limit, deterministic)
     show_time = not deterministic
+    if save_schedule is not None and result.schedule is not None:
+        write_file(save_schedule, schedule_file_text(loop, result.schedule, machine, parse_settings(settings)),
+                   "--save-schedule")
     if json_out is not None:
         emit_json(search_json(result, show_time), json_out)
     if json_out != "-":
@@ -169,6 +225,23 @@ def verify_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
     if json_out != "-":
         typer.echo(render_review(checked, result))
     raise typer.Exit(0 if checked.valid else 1)
+
+
+@app.command("lower")
+def lower_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
+                  schedule_file: Optional[str] = typer.Argument(None, metavar="[SCHEDULE]",
+                                                                help="Schedule file (default: solve the spec)."),
+                  machine: Optional[str] = MachineOption, backend: str = BackendOption,
+                  time_limit: float = TimeLimitOption, deterministic: bool = DeterministicOption,
+                  subtile: Optional[int] = SubtileOption, cross_role: Optional[bool] = CrossRoleOption,
+                  max_warps: Optional[int] = MaxWarpsOption, settings: Optional[list[str]] = SetOption):
+    """Print the pipeline program: per role its ops in issue order with their waits and signals, and the channels."""
+    from twill.emit.lower import lower
+    from twill.emit.render import render_program
+
+    loop, schedule = load_scheduled(spec, schedule_file, machine, settings, subtile, cross_role, max_warps,
+                                    backend, time_limit, deterministic)
+    typer.echo(render_program(lower(loop, schedule)))
 
 
 def main() -> None:

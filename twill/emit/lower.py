@@ -129,17 +129,20 @@ class _Builder:
 
     def _token(self, unit: str, a: int, b: int, distance: int) -> None:
         """b of iteration i + distance uses ``unit`` right after a of iteration i: a passes b a token
-        when it issues. Items are numbered by b's iteration, so a handles item i + distance."""
+        when it issues. Items are numbered from the first pair that exists: by a's iteration when
+        distance >= 0 (as a value read ``distance`` iterations later, so ``distance`` slots), by b's
+        when distance < 0 (then the last -distance items have no producer: the channel's tail)."""
         loop, roles = self.loop, self.schedule.roles
+        lead, lag = (0, distance) if distance >= 0 else (-distance, 0)
         ch = Channel(
             id=len(self.channels), name=f"{unit}:{loop.ops[a].name}>{loop.ops[b].name}", producer=a,
-            producer_role=roles[a], consumer_roles=(roles[b],), depth=1, memory="none", slot_size=0,
-            tx_bytes=0, latency=loop.warps.named, barrier="named", token=True)
+            producer_role=roles[a], consumer_roles=(roles[b],), depth=max(1, distance), memory="none",
+            slot_size=0, tx_bytes=0, latency=loop.warps.named, barrier="named", token=True, tail=lead)
         self.channels.append(ch)
-        self.waits[a].append(Wait(ch.id, "empty", -distance))
-        self.signals[a].append(Signal(ch.id, "full", -distance, "issue"))
-        self.waits[b].append(Wait(ch.id, "full", 0))
-        self.signals[b].append(Signal(ch.id, "empty", 0, "issue"))
+        self.waits[a].append(Wait(ch.id, "empty", lead))
+        self.signals[a].append(Signal(ch.id, "full", lead, "issue"))
+        self.waits[b].append(Wait(ch.id, "full", lag))
+        self.signals[b].append(Signal(ch.id, "empty", lag, "issue"))
 
     def steps(self, ops: tuple[int, ...]) -> tuple[Step, ...]:
         loop, s = self.loop, self.schedule

@@ -11,13 +11,13 @@ Execution rule (any trip count N, including 0, 1 and fewer iterations than stage
 first and last ``last_stage - first_stage`` values of k, where some steps are guarded off.
 
 Barrier rule (the phase/parity protocol of the hardware mbarrier): a channel carries one item per
-loop iteration, numbered q = 0 .. N-1 (the producer's iteration for a value; the consumer's for an
-order token). Item q lives in slot ``q % depth``; its full barrier completes phase ``q // depth``
+loop iteration, numbered q = 0 .. N-1-tail (the producer's iteration for a value; for an order token
+from the first producer/consumer pair that exists). Item q lives in slot ``q % depth``; its full barrier completes phase ``q // depth``
 when the producer's arrival (and, for TMA, its transaction bytes) lands, and a consumer waits for
 parity ``(q // depth) & 1``. The producer waits on the slot's empty barrier with parity
 ``((q // depth) & 1) ^ 1``, which a fresh barrier already satisfies, so the first ``depth`` writes
 never block. Each consumer role releases the slot once (one arrival) after its last use of item q.
-A wait or signal for an item q outside [0, N) is skipped: no such item exists.
+A wait or signal for an item q outside [0, N - tail) is skipped: no such item exists.
 """
 
 from __future__ import annotations
@@ -49,11 +49,16 @@ class Channel:
     latency: int                         # cycles from the producer's signal until consumers see it
     barrier: str                         # "mbarrier" or "named"
     token: bool = False                  # orders two roles' use of an in-order unit (ping-pong)
+    tail: int = 0                        # the last ``tail`` items of a run do not exist (see ``exists``)
 
     @property
     def empty_arrivals(self) -> int:
         """Arrivals that complete an empty phase: one per consumer role."""
         return len(self.consumer_roles)
+
+    def exists(self, item: int, trips: int) -> bool:
+        """Whether a run of ``trips`` iterations has ``item``: waits and signals for others are skipped."""
+        return 0 <= item < trips - self.tail
 
     def slot(self, item: int) -> int:
         return item % self.depth
