@@ -61,6 +61,19 @@ def test_bar_spans_issue_to_complete_and_issue_window_is_solid(program):
             assert f"iteration {e.iteration}" in bar.find("s:title", NS).text
 
 
+def test_bars_in_one_row_do_not_overlap(program):
+    root = ET.fromstring(render_svg(timetable(program, 4)))
+    for lane in lanes(root, "role") + lanes(root, "unit"):
+        rows: dict[float, list[tuple[float, float]]] = {}
+        for bar in groups(lane, "op") + groups(lane, "res"):
+            r = bar.find("s:rect", NS)
+            x = float(r.get("x"))
+            rows.setdefault(float(r.get("y")), []).append((x, x + float(r.get("width"))))
+        for spans in rows.values():
+            spans.sort()
+            assert all(a[1] <= b[0] + 0.02 for a, b in zip(spans, spans[1:]))
+
+
 def test_consecutive_iterations_have_different_colors(program):
     trace = timetable(program, 8)
     root = ET.fromstring(render_svg(trace))
