@@ -41,7 +41,7 @@ def program(request):
 
 def test_every_shipped_kernel_has_a_saved_schedule():
     names = {p.name for p in SAVED}
-    assert {"fa-fwd-h100.schedule.yaml", "gemm-h100.schedule.yaml", "gemm-b200.schedule.yaml",
+    assert {"fa-fwd-h100.schedule.yaml", "fa-fwd-b200.schedule.yaml", "gemm-h100.schedule.yaml", "gemm-b200.schedule.yaml",
             "fa-bwd-b200.schedule.yaml"} <= names
 
 
