@@ -244,5 +244,40 @@ def lower_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
     typer.echo(render_program(lower(loop, schedule)))
 
 
+@app.command("simulate")
+def simulate_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
+                     schedule_file: Optional[str] = typer.Argument(None, metavar="[SCHEDULE]",
+                                                                   help="Schedule file (default: solve the spec)."),
+                     machine: Optional[str] = MachineOption, backend: str = BackendOption,
+                     time_limit: float = TimeLimitOption, deterministic: bool = DeterministicOption,
+                     subtile: Optional[int] = SubtileOption, cross_role: Optional[bool] = CrossRoleOption,
+                     max_warps: Optional[int] = MaxWarpsOption, settings: Optional[list[str]] = SetOption,
+                     iters: int = typer.Option(64, "--iters", "-n", min=0, help="Loop iterations (trip count)."),
+                     jitter: float = typer.Option(0.0, "--jitter", min=0.0,
+                                                  help="TMA latencies drawn uniformly from L(1 - J) .. L(1 + J), J < 1."),
+                     seed: int = typer.Option(0, "--seed", help="Seed of the latency draws."),
+                     issue: str = typer.Option("asap", "--issue", help="asap: as soon as waits and units allow; "
+                                                                      "timetable: also never before the schedule's time."),
+                     json_out: Optional[str] = JsonOption):
+    """Run the pipeline program cycle by cycle: cycles per iteration against II, utilization, and checks
+    (deadlock, read before arrival, slot overwritten before release, resources). Exit 1 when a check fails."""
+    from twill.emit.lower import lower
+    from twill.sim.engine import ISSUE_MODES, simulate
+    from twill.sim.report import render_simulation, simulation_json
+
+    if issue not in ISSUE_MODES:
+        fail(SpecError(f"unknown issue mode {issue!r} (choose from {', '.join(ISSUE_MODES)})", field="--issue"))
+    if jitter >= 1:
+        fail(SpecError(f"jitter must be below 1, got {jitter:g}", field="--jitter"))
+    loop, schedule = load_scheduled(spec, schedule_file, machine, settings, subtile, cross_role, max_warps,
+                                    backend, time_limit, deterministic)
+    result = simulate(lower(loop, schedule), iters, latency_jitter=jitter, seed=seed, issue=issue)
+    if json_out is not None:
+        emit_json(simulation_json(result), json_out)
+    if json_out != "-":
+        typer.echo(render_simulation(result))
+    raise typer.Exit(0 if result.ok else 1)
+
+
 def main() -> None:
     app()
