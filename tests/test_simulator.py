@@ -207,11 +207,12 @@ def test_too_many_registers_is_a_resource_finding(fa3):
 
 def test_simulate_command_reports_and_exits_by_the_checks(tmp_path):
     runner = CliRunner()
-    out = tmp_path / "sim.json"
+    out, picture = tmp_path / "sim.json", tmp_path / "sim.svg"
     ok = runner.invoke(app, ["simulate", str(ROOT / "specs/kernels/gemm.yaml"),
                              str(ROOT / "kernels/gemm-b200.schedule.yaml"), "--iters", "32", "--jitter", "0.3",
-                             "--seed", "4", "--json", str(out)])
+                             "--seed", "4", "--json", str(out), "--svg", str(picture)])
     assert ok.exit_code == 0, ok.output
+    assert picture.read_text().count("mma #") >= 32  # one labelled bar per MMA instance
     assert "cycles per iteration against II 256" in ok.output and "check deadlock: passed" in ok.output
     data = out.read_text()
     assert '"ok": true' in data and '"latency_jitter": 0.3' in data

@@ -258,7 +258,10 @@ def simulate_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
                      seed: int = typer.Option(0, "--seed", help="Seed of the latency draws."),
                      issue: str = typer.Option("asap", "--issue", help="asap: as soon as waits and units allow; "
                                                                       "timetable: also never before the schedule's time."),
-                     json_out: Optional[str] = JsonOption):
+                     json_out: Optional[str] = JsonOption,
+                     svg: Optional[str] = typer.Option(None, "--svg", metavar="FILE",
+                                                       help="Write the run's timeline (one lane per role and per "
+                                                            "unit, colored by iteration) as SVG.")):
     """Run the pipeline program cycle by cycle: cycles per iteration against II, utilization, and checks
     (deadlock, read before arrival, slot overwritten before release, resources). Exit 1 when a check fails."""
     from twill.emit.lower import lower
@@ -272,6 +275,10 @@ def simulate_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
     loop, schedule = load_scheduled(spec, schedule_file, machine, settings, subtile, cross_role, max_warps,
                                     backend, time_limit, deterministic)
     result = simulate(lower(loop, schedule), iters, latency_jitter=jitter, seed=seed, issue=issue)
+    if svg is not None:
+        from twill.sim.svg import render_svg
+
+        write_file(svg, render_svg(result.trace), "--svg")
     if json_out is not None:
         emit_json(simulation_json(result), json_out)
     if json_out != "-":
