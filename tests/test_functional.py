@@ -15,6 +15,7 @@ from test_lower import CASES, ROOT, program_of
 from twill.emit.lower import lower
 from twill.model.loader import load_spec
 from twill.model.schedule import Schedule
+from twill.sim.engine import simulate
 from twill.sim.functional import FunctionalError, check_functional, check_trips, execute, symbolic
 from twill.sim.semantics import semantics_for
 from twill.sim.trace import Trace, timetable
@@ -55,6 +56,34 @@ def test_every_schedule_computes_its_kernel_for_every_trip_count(program):
     assert all(r.errors for r in report.results)
     assert report.max_error < 1e-3
     assert "matches the NumPy reference" in report.text()
+
+
+def test_simulated_runs_compute_the_kernel_under_latency_jitter(program):
+    runs = [simulate(program, n, latency_jitter=0.3, seed=n).trace for n in check_trips(program)]
+    report = check_functional(runs)
+    assert report.passed, report.text()
+
+
+def test_a_simulated_run_without_a_full_wait_reads_an_empty_slot(fa3):
+    """The simulator issues as soon as the program's waits allow; drop qk.0's wait for K."""
+    role = fa3.role(fa3.schedule.roles[op_index(fa3, "qk.0")])
+    steps = tuple(dataclasses.replace(st, waits=tuple(w for w in st.waits if fa3.channels[w.channel].name != "loadK"))
+                  if st.name == "qk.0" else st for st in role.steps)
+    broken = dataclasses.replace(fa3, roles=tuple(dataclasses.replace(r, steps=steps) if r is role else r
+                                                  for r in fa3.roles))
+    mismatch = symbolic(simulate(broken, 3).trace)
+    assert (mismatch.op, mismatch.iteration, mismatch.source, mismatch.ring, mismatch.got) == (
+        "qk.0", 0, "loadK", "channel loadK", None)
+    assert "found an empty slot" in mismatch.text()
+
+
+@pytest.mark.xfail(strict=True, reason="specs/kernels/fa-fwd.yaml has no mask -> exp_poly edge: the emulated "
+                                      "exp2 columns read S unmasked (the saved schedule also satisfies that edge)")
+def test_causal_with_emulated_exp2_computes_the_masked_softmax():
+    program = program_of(HERE / "functional" / "fa-fwd-causal-poly-h100.schedule.yaml", FA_FWD)
+    assert {"mask.0", "exp_poly.0"} <= {o.name for o in program.loop.ops}
+    report = check_functional([timetable(program, n) for n in (1, 2)])
+    assert report.passed, report.text()
 
 
 def test_fa_forward_error_is_fp32_rounding_and_the_empty_run_is_zero(fa3):
