@@ -123,7 +123,8 @@ def test_a_register_ring_one_slot_short_reads_the_next_iteration_and_gives_wrong
     broken = dataclasses.replace(fa3, values=tuple(values))
     mismatch = symbolic(timetable(broken, 5))
     assert (mismatch.op, mismatch.iteration, mismatch.source, mismatch.item) == ("rowsum.1", 0, "alpha.1", 0)
-    assert (mismatch.ring, mismatch.slot, mismatch.got, mismatch.in_flight) == ("value alpha.1", 0, ("alpha.1", 1), False)
+    assert (mismatch.ring, mismatch.slot, mismatch.got, mismatch.in_flight) == (
+        "value alpha.1", 0, ("alpha.1", 1), False)
     assert "rowsum.1(0) at its issue needs alpha.1(0)" in mismatch.text()
     semantics = semantics_for(fa3.loop)
     inputs = semantics.inputs(5, np.random.default_rng(0))
@@ -168,7 +169,8 @@ def test_an_accumulator_updated_in_place_is_ordered_by_the_unit_queue():
 
 
 def test_a_spec_without_semantics_gets_the_symbolic_check():
-    loop = load_spec(ROOT / "tests" / "joint" / "handoff-chain.yaml", ROOT / "tests" / "joint" / "machine-free-handoff.yaml")
+    joint = ROOT / "tests" / "joint"
+    loop = load_spec(joint / "handoff-chain.yaml", joint / "machine-free-handoff.yaml")
     program = lower(loop, Schedule(4, (0, 4), (0, 1)))  # rowmax and rescale on two roles, II 4
     assert semantics_for(loop) is None
     report = check_functional([timetable(program, n) for n in check_trips(program)])

@@ -120,6 +120,14 @@ class Semantics(ABC):
         return [last(f"{base}.{p}") for p in range(n)] if n > 1 else [last(base)]
 
 
+def _normal(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def _zeros(*shape: int) -> np.ndarray:
+    return np.zeros(shape, dtype=np.float32)
+
+
 def _softmax_scale(head_dim: int) -> float:
     """c: exp2(c x) = exp(x / sqrt(d)), the base-2 softmax scale."""
     return math.log2(math.e) / math.sqrt(head_dim)
@@ -131,8 +139,7 @@ class FlashForward(Semantics):
 
     def inputs(self, trips: int, rng: np.random.Generator) -> Memory:
         d, m, n = self.shape["head_dim"], self.shape["block_m"], self.shape["block_n"]
-        return {"Q": rng.standard_normal((m, d), dtype=np.float32), "K": rng.standard_normal((trips, n, d), dtype=np.float32),
-                "V": rng.standard_normal((trips, n, d), dtype=np.float32),
+        return {"Q": _normal(rng, m, d), "K": _normal(rng, trips, n, d), "V": _normal(rng, trips, n, d),
                 "q_pos": max(trips - 1, 0) * n + np.arange(m)}
 
     def _rows(self, base: str, part: int | None) -> slice:
@@ -143,13 +150,13 @@ class FlashForward(Semantics):
 
     def _init_rowmax(self):
         rows = self.shape["block_m"] // self.parts["rowmax"]
-        return np.full(rows, -np.inf), np.full(rows, -np.inf)
+        return np.full(rows, -np.inf, dtype=np.float32), np.full(rows, -np.inf, dtype=np.float32)
 
     def _init_rowsum(self):
-        return np.zeros(self.shape["block_m"] // self.parts["rowsum"])
+        return _zeros(self.shape["block_m"] // self.parts["rowsum"])
 
     def _init_pv(self):
-        return np.zeros((self.shape["block_m"] // self.parts["pv"], self.shape["head_dim"]))
+        return _zeros(self.shape["block_m"] // self.parts["pv"], self.shape["head_dim"])
 
     def _op_loadK(self, x, part, i, memory):
         return memory["K"][i]
@@ -233,23 +240,23 @@ class FlashBackward(Semantics):
 
     def inputs(self, trips: int, rng: np.random.Generator) -> Memory:
         d, m, n = self.shape["head_dim"], self.shape["block_m"], self.shape["block_n"]
-        memory = {"Q": rng.standard_normal((trips, m, d), dtype=np.float32), "dO": rng.standard_normal((trips, m, d), dtype=np.float32),
-                  "K": rng.standard_normal((n, d), dtype=np.float32), "V": rng.standard_normal((n, d), dtype=np.float32)}
+        memory = {"Q": _normal(rng, trips, m, d), "dO": _normal(rng, trips, m, d),
+                  "K": _normal(rng, n, d), "V": _normal(rng, n, d)}
         s = _softmax_scale(d) * memory["Q"] @ memory["K"].T           # base-2 logits, (trips, m, n)
         top = s.max(axis=2, initial=-np.inf, keepdims=True)
         lse = (top + np.log2(np.exp2(s - top).sum(axis=2, keepdims=True)))
         o = np.exp2(s - lse) @ memory["V"]
-        memory.update(lse=lse[..., 0], delta=(memory["dO"] * o).sum(axis=2), dQ=np.zeros((trips, m, d)))
+        memory.update(lse=lse[..., 0], delta=(memory["dO"] * o).sum(axis=2), dQ=_zeros(trips, m, d))
         return memory
 
     def _kv_rows(self, base: str, part: int | None) -> slice:
         return self.span(base, part, self.shape["block_n"])
 
     def _init_dv(self):
-        return np.zeros((self.shape["block_n"] // self.parts["dv"], self.shape["head_dim"]))
+        return _zeros(self.shape["block_n"] // self.parts["dv"], self.shape["head_dim"])
 
     def _init_dk(self):
-        return np.zeros((self.shape["block_n"] // self.parts["dk"], self.shape["head_dim"]))
+        return _zeros(self.shape["block_n"] // self.parts["dk"], self.shape["head_dim"])
 
     def _op_loadQ(self, x, part, i, memory):
         return memory["Q"][i]
@@ -324,10 +331,10 @@ class Gemm(Semantics):
 
     def inputs(self, trips: int, rng: np.random.Generator) -> Memory:
         m, n, k = self.shape["block_m"], self.shape["block_n"], self.shape["block_k"]
-        return {"A": rng.standard_normal((trips, m, k), dtype=np.float32), "B": rng.standard_normal((trips, n, k), dtype=np.float32)}
+        return {"A": _normal(rng, trips, m, k), "B": _normal(rng, trips, n, k)}
 
     def _init_mma(self):
-        return np.zeros((self.shape["block_m"] // self.parts["mma"], self.shape["block_n"]))
+        return _zeros(self.shape["block_m"] // self.parts["mma"], self.shape["block_n"])
 
     def _op_loadA(self, x, part, i, memory):
         return memory["A"][i]
