@@ -77,8 +77,6 @@ def test_a_simulated_run_without_a_full_wait_reads_an_empty_slot(fa3):
     assert "found an empty slot" in mismatch.text()
 
 
-@pytest.mark.xfail(strict=True, reason="specs/kernels/fa-fwd.yaml has no mask -> exp_poly edge: the emulated "
-                                      "exp2 columns read S unmasked (the saved schedule also satisfies that edge)")
 def test_causal_with_emulated_exp2_computes_the_masked_softmax():
     program = program_of(HERE / "functional" / "fa-fwd-causal-poly-h100.schedule.yaml", FA_FWD)
     assert {"mask.0", "exp_poly.0"} <= {o.name for o in program.loop.ops}

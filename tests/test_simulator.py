@@ -234,3 +234,12 @@ def test_simulate_command_rejects_bad_options_in_one_line(args, words):
 def test_simulate_command_needs_a_machine_with_warps():
     result = CliRunner().invoke(app, ["simulate", str(ROOT / "specs/kernels/fig1-toy.yaml")])
     assert result.exit_code == 2 and "machine with warps" in result.output
+
+
+def test_simulate_command_functional_runs_every_trip_count_against_numpy():
+    result = CliRunner().invoke(app, ["simulate", str(ROOT / "specs/kernels/gemm.yaml"),
+                                      str(ROOT / "kernels/gemm-h100.schedule.yaml"), "--functional",
+                                      "--jitter", "0.5", "--iters", "9"])
+    assert result.exit_code == 0, result.output
+    assert "checks at trip counts 0, 1, 2, 5, 9, 64: passed" in result.output
+    assert "functional gemm: matches the NumPy reference (trips 0, 1, 2, 5, 9, 64" in result.output

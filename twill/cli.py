@@ -261,7 +261,12 @@ def simulate_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
                      json_out: Optional[str] = JsonOption,
                      svg: Optional[str] = typer.Option(None, "--svg", metavar="FILE",
                                                        help="Write the run's timeline (one lane per role and per "
-                                                            "unit, colored by iteration) as SVG.")):
+                                                            "unit, colored by iteration) as SVG."),
+                     functional: bool = typer.Option(False, "--functional",
+                                                     help="Also run for trip counts 0, 1, 2, stages-1, stages, 5 "
+                                                          "and N, and execute the ops through the ring slots in "
+                                                          "each run's order: every read must get its producer's "
+                                                          "item, and FA/GEMM outputs must match NumPy.")):
     """Run the pipeline program cycle by cycle: cycles per iteration against II, utilization, and checks
     (deadlock, read before arrival, slot overwritten before release, resources). Exit 1 when a check fails."""
     from twill.emit.lower import lower
@@ -274,7 +279,15 @@ def simulate_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
         fail(SpecError(f"jitter must be below 1, got {jitter:g}", field="--jitter"))
     loop, schedule = load_scheduled(spec, schedule_file, machine, settings, subtile, cross_role, max_warps,
                                     backend, time_limit, deterministic)
-    result = simulate(lower(loop, schedule), iters, latency_jitter=jitter, seed=seed, issue=issue)
+    program = lower(loop, schedule)
+    result = simulate(program, iters, latency_jitter=jitter, seed=seed, issue=issue)
+    checked, runs = None, [result]
+    if functional:
+        from twill.sim.functional import check_functional, check_trips
+
+        runs = [simulate(program, n, latency_jitter=jitter, seed=seed, issue=issue)
+                for n in sorted(set(check_trips(program)) | {iters})]
+        checked = check_functional([run.trace for run in runs], seed=seed)
     if svg is not None:
         from twill.sim.svg import render_svg
 
@@ -283,7 +296,14 @@ def simulate_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
         emit_json(simulation_json(result), json_out)
     if json_out != "-":
         typer.echo(render_simulation(result))
-    raise typer.Exit(0 if result.ok else 1)
+        if checked is not None:
+            failed = next((run for run in runs if not run.ok), None)
+            typer.echo(f"checks at trip counts {', '.join(str(run.trace.trips) for run in runs)}: "
+                       + ("passed" if failed is None else
+                          f"FAILED at {failed.trace.trips}: {failed.findings[0].message}"))
+            typer.echo(checked.text())
+    ok = all(run.ok for run in runs) and (checked is None or checked.passed)
+    raise typer.Exit(0 if ok else 1)
 
 
 def main() -> None:
