@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from twill.model.loader import load_spec
-from twill.model.loop import Dependence, Loop, Op, Reservation
+from twill.model.loop import Dependence, Loop, Op, Reservation, Warps
 from twill.model.objectives import objective_value
 from twill.model.schedule import Schedule
 from twill.solver.backend import Outcome, Query, Settings
 from twill.solver.backends import make_backend
 from twill.solver.bounds import every_ii_cap
+from twill.solver.joint_range import RelaxationOutcome
+from twill.report import headline
 from twill.solver.search import InternalError, search
 from twill.solver.verify import verify
 
@@ -76,6 +78,40 @@ def test_proven_infeasible_iis_raise_the_lower_bound():
     assert result.optimal and result.schedule.ii == 3 and result.lower_bound == 3
     # After the first infeasible II the search checks the every-II cap once, then resumes the sweep.
     assert [ii for ii, objective in backend.asked if objective == "length"] == [2, cap, 3]
+
+
+class ScriptedRelaxation(ScriptedBackend):
+    """A scripted backend with a joint relaxation: proves ``bound`` and offers ``solution`` as a hint;
+    every call costs one unit of deterministic work."""
+
+    def __init__(self, answers, schedules, bound: int, solution: Schedule):
+        super().__init__(answers, schedules)
+        self.bound, self.solution = bound, solution
+
+    def lower_bound(self, loop, lo, hi, seconds):
+        return RelaxationOutcome("feasible", lo, hi, self.bound, 0.0, self.solution)
+
+    def solve(self, loop, query, seconds):
+        outcome = super().solve(loop, query, seconds)
+        return Outcome(outcome.status, outcome.schedule, outcome.value, outcome.bound, 1.0, outcome.stage_bound)
+
+
+def test_a_timeout_below_the_incumbent_still_reports_the_schedule():
+    """Feasible first: the query at the relaxation's solution (II 6) runs before the sweep from the
+    proven bound (3); when the budget ends at II 4, the schedule at 6 is reported, not optimal, with
+    3..5 undecided."""
+    machine = Warps(max_warps=4, warpgroup=4, register_file=65536, max_registers=255, setmaxnreg=(24, 256, 8),
+                    overhead=0, smem=1 << 20, tmem=512, mbarrier=5, named=2, transfer_base=0, transfer_per_kb=1)
+    loop = Loop("sync", {}, (Op("A", 3, (), warps=4), Op("B", 3, (), warps=4)), (), machine)
+    incumbent = Schedule(6, (0, 3), (0, 0))
+    backend = ScriptedRelaxation({6: "optimal", 3: "unknown", 4: "unknown"}, {6: incumbent}, 3, incumbent)
+    result = search(loop, backend, 3.0, DETERMINISTIC)
+    assert [ii for ii, _ in backend.asked][:3] == [6, 3, 4]
+    assert result.schedule == incumbent and result.status == "feasible" and not result.optimal
+    assert result.lower_bound == 3 and result.undecided == [3, 4, 5]
+    assert [(p.ii, p.through, p.result) for p in result.proof if p.by == "scripted"] == [
+        (3, 3, "unknown"), (4, 4, "unknown"), (5, 5, "unknown"), (6, 6, "feasible")]
+    assert "II 3..5 undecided" in headline(result, False)
 
 
 def test_exhausted_budget_reports_unknown_with_the_bound():

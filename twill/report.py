@@ -101,13 +101,24 @@ def _proof_rows(result: SearchResult) -> list[list[str]]:
     return rows
 
 
+def runs(values: list[int]) -> list[tuple[int, int]]:
+    """Sorted integers as maximal runs of consecutive values (first, last)."""
+    out: list[tuple[int, int]] = []
+    for v in sorted(values):
+        if out and v == out[-1][1] + 1:
+            out[-1] = (out[-1][0], v)
+        else:
+            out.append((v, v))
+    return out
+
+
 def headline(result: SearchResult, show_time: bool) -> str:
     took = f", {result.seconds:.2f} s" if show_time else ""
     name, s = result.loop.name, result.schedule
     if result.status == "optimal":
         return f"{name}: II = {s.ii}, optimal ({result.backend}{took})"
     if result.status == "feasible":
-        undecided = ", ".join(map(str, result.undecided))
+        undecided = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in runs(result.undecided))
         return (f"{name}: II = {s.ii}, NOT proven optimal: II {undecided} undecided within the time limit; "
                 f"proven lower bound II >= {result.lower_bound} ({result.backend}{took})")
     if result.status == "infeasible":

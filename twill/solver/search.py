@@ -58,7 +58,7 @@ class SearchResult:
 
     @property
     def undecided(self) -> list[int]:
-        return [step.ii for step in self.proof if step.result == "unknown"]
+        return [ii for step in self.proof if step.result == "unknown" for ii in range(step.ii, step.through + 1)]
 
 
 class Budget:
@@ -121,15 +121,21 @@ def search(loop: Loop, backend: Backend, seconds: float | None = None,
     result = SearchResult(loop, bounds, backend.name, lower_bound=bounds.mii, proof=bound_steps(bounds))
     first = levels(loop)[0]
     cap, cap_checked = every_ii_cap(loop), False
-    ii, found = bounds.mii, None
+    ii, found, hint, incumbent = bounds.mii, None, None, None
     relaxed = getattr(backend, "lower_bound", None)
     if loop.joint and relaxed is not None and ii < cap:
-        ii = _relaxation_steps(loop, relaxed, budget, ii, cap, result)
+        ii, hint = _relaxation_steps(loop, relaxed, budget, ii, cap, result)
         if result.infeasible:
             result.seconds = time.perf_counter() - budget.began
             return result
+        if hint is not None and hint.ii > ii:  # feasible first: a schedule before the sweep closes the gap
+            incumbent = _incumbent(loop, backend, budget, hint, first)
     while found is None and not budget.exhausted:
-        outcome = checked(loop, backend, backend.solve(loop, Query(ii, first), budget.share(II_SHARE)))
+        if incumbent is not None and ii == incumbent.schedule.ii:
+            found = incumbent
+            break
+        query = Query(ii, first, hint=hint if hint is not None and hint.ii == ii else None)
+        outcome = checked(loop, backend, backend.solve(loop, query, budget.share(II_SHARE)))
         budget.charge(outcome)
         detail = f"stage bound {outcome.stage_bound}"
         if outcome.status == "infeasible":
@@ -147,6 +153,12 @@ def search(loop: Loop, backend: Backend, seconds: float | None = None,
         else:
             result.proof.append(ProofStep(ii, ii, "feasible", backend.name, detail))
             found = outcome
+    if found is None and incumbent is not None:  # the budget ran out below the incumbent's II
+        best = incumbent.schedule.ii
+        if ii < best:
+            result.proof.append(ProofStep(ii, best - 1, "unknown", backend.name, "not tried: budget ran out"))
+        result.proof.append(ProofStep(best, best, "feasible", backend.name, f"stage bound {incumbent.stage_bound}"))
+        found = incumbent
     if found is not None:
         _optimize_levels(loop, backend, budget, found, result)
     result.seconds = time.perf_counter() - budget.began
@@ -157,8 +169,10 @@ def search(loop: Loop, backend: Backend, seconds: float | None = None,
 RELAXATION_SHARE = 0.25
 
 
-def _relaxation_steps(loop: Loop, relaxed, budget: Budget, mii: int, cap: int, result: SearchResult) -> int:
-    """Prove [MII, bound) infeasible with the joint relaxation; the II the sweep starts from."""
+def _relaxation_steps(loop: Loop, relaxed, budget: Budget, mii: int, cap: int,
+                      result: SearchResult) -> tuple[int, Schedule | None]:
+    """Prove [MII, bound) infeasible with the joint relaxation; the II the sweep starts from, and the
+    least relaxed solution found (a hint: not necessarily a schedule)."""
     outcome = relaxed(loop, mii, cap, budget.share(RELAXATION_SHARE))
     budget.charge(outcome)
     if outcome.status == "infeasible":
@@ -167,11 +181,23 @@ def _relaxation_steps(loop: Loop, relaxed, budget: Budget, mii: int, cap: int, r
                                       "the joint relaxation has no schedule at any II up to the point where "
                                       "iterations cannot overlap, so every II is infeasible"))
         result.lower_bound, result.infeasible = cap + 1, True
-        return cap + 1
+        return cap + 1, None
     if outcome.bound > mii:
         result.proof.append(ProofStep(mii, outcome.bound - 1, "infeasible", "joint_relaxation", outcome.explain()))
         result.lower_bound = outcome.bound
-    return outcome.bound
+    return outcome.bound, outcome.solution
+
+
+# Share of the remaining budget for the incumbent: one schedule before the sweep proves the IIs below it.
+INCUMBENT_SHARE = 0.25
+
+
+def _incumbent(loop: Loop, backend: Backend, budget: Budget, hint: Schedule, first: str) -> Outcome | None:
+    """A schedule at the II of the relaxation's least solution (hinted with it), or None."""
+    outcome = checked(loop, backend, backend.solve(loop, Query(hint.ii, first, hint=hint),
+                                                   budget.share(INCUMBENT_SHARE)))
+    budget.charge(outcome)
+    return outcome if outcome.schedule is not None else None
 
 
 def _infeasible_for_every_ii(loop: Loop, backend: Backend, budget: Budget, cap: int,
