@@ -415,3 +415,24 @@ def tiny_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     loop = tiny_loop(seed)
     mii = compute_bounds(loop).mii
     return joint_oracle(loop, mii + span, mii)
+
+
+def register_loop(seed: int) -> Loop:
+    """``tiny_loop(seed)`` with a register value on most ops and few registers per thread (one to three
+    values at once), so that the peak of live values, not their sum, decides where values fit."""
+    from dataclasses import replace
+    knobs = random.Random(f"register-joint-{seed}")
+    base = tiny_loop(seed)
+    ops = tuple(replace(op, registers=knobs.choice((0, 8, 8, 16))) for op in base.ops)
+    warps = replace(base.warps, max_registers=knobs.choice((16, 24, 32)), setmaxnreg=(8, 32, 8),
+                    register_file=32 * 4 * 32 * 3, max_warps=knobs.choice((4, 8)), cross_role=True)
+    return replace(base, ops=ops, warps=warps)
+
+
+@functools.lru_cache(maxsize=None)
+def register_optimum(seed: int, span: int = 6) -> JointOptimum | None:
+    """The oracle on ``register_loop(seed)`` over II in [MII, MII + span]."""
+    from twill.solver.bounds import compute_bounds
+    loop = register_loop(seed)
+    mii = compute_bounds(loop).mii
+    return joint_oracle(loop, mii + span, mii)
