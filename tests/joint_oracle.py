@@ -16,21 +16,26 @@ At a fixed II write every start ``t(v) = II*k(v) + p(v)`` with slot ``p(v)`` in 
 * Shifting every start by the same amount keeps every rule (they all read differences of starts or
   residues modulo II) and only changes the length, so some optimal schedule has an op at cycle 0,
   hence at slot 0: only slot vectors containing a 0 are visited.
-* Given roles and slots, rules 1 (with its hand-off), 6 (``d`` reads slots only) and the lifetime
-  bound ``L(v) <= D(v)*II`` for a chosen ring depth ``D(v)`` are difference constraints on the
-  stages ``k``; their least non-negative solution ``k*`` (longest paths, Bellman-Ford) is below every
-  other solution. Registers (8), shared (9) and tensor memory (10) grow with the depths.
-* Take any feasible schedule s, with depths ``D_s``. The least solution for (roles(s), slots(s),
-  ``D_s``) has starts <= those of s, so its lifetimes fit in ``D_s`` slots, its own depths are
-  <= ``D_s`` (registers and memories still fit, ring slots do not grow), its length is <= that of s,
-  and its roles and hand-offs are the same: it is at least as good on every objective. Its stages
-  are at most ``K``, the sum of the ``n-1`` largest stage weights of the document's "Stage bound"
-  (recomputed below), so its depths are at most ``cap(v)`` (the lifetime a start <= ``K*II+II-1``
-  allows). So enumerating, for each op with a value and no fixed depth, ``D(v)`` from the least its
-  own duration allows up to ``cap(v)``, keeping only depth vectors whose charges fit the register,
-  shared and tensor memory budgets (they only grow with the depths, so the enumeration prunes
-  there), misses no objective value, and the lexicographic minimum over the verified least
-  solutions is the optimum.
+* Given roles and slots, rules 1 (with its hand-off), 6 (``d`` reads slots only) and a lifetime
+  bound are difference constraints on the stages ``k``: ``L(v) <= D(v)*II`` for a chosen ring depth
+  ``D(v)``, or, for a register value without a fixed depth, ``L(v) <= lam(v)`` for a chosen lifetime
+  ``lam(v)`` (its registers follow the lifetime, not the depth). Their least non-negative solution
+  ``k*`` (longest paths, Bellman-Ford) is below every other solution. Shared (9) and tensor memory
+  (10) grow with the depths; registers (8) are the peak over the residues of the live copies
+  (``floor(L/II)`` plus one over the remainder), which grow with the lifetimes at fixed slots.
+* Take any feasible schedule s, with depths ``D_s`` and lifetimes ``L_s``. The least solution for
+  (roles(s), slots(s), ``D_s`` or ``L_s``) has starts <= those of s and lifetimes within the bounds,
+  so its own depths and lifetimes are <= those of s (registers and memories still fit, ring slots do
+  not grow), its length is <= that of s, and its roles and hand-offs are the same: it is at least as
+  good on every objective. Its stages are at most ``K``, the sum of the ``n-1`` largest stage
+  weights of the document's "Stage bound" (recomputed below), so its depths and lifetimes are at
+  most ``cap(v)`` (what a start <= ``K*II+II-1`` allows). So enumerating, for each op with a value
+  and no fixed depth, ``D(v)`` from the least its own duration allows up to ``cap(v)`` (or
+  ``lam(v)`` from its duration up to ``cap(v)``, only where the least solution can change: at its
+  duration and at each ``II*delta + hold + p(c) - p(v)`` modulo II, the lifetimes a consumer can
+  set), keeping only vectors whose charges fit the register, shared and tensor memory budgets (they
+  only grow with the depths and lifetimes, so the enumeration prunes there), misses no objective
+  value, and the lexicographic minimum over the verified least solutions is the optimum.
 """
 
 from __future__ import annotations
@@ -120,7 +125,9 @@ class _Instance:
         for e in loop.edges:
             if e.blocking:
                 weights.append(ceil_div(max((d for o, d in enumerate(self.dur) if o != e.dst), default=0) + ii - 2, ii))
-            if self._has_value(e.src) or ops[e.src].depth is not None:
+            if self.timed(e.src):  # L(v) <= lam(v) with lam(v) >= hold (delays are >= 0)
+                weights.append(e.distance + 1)
+            elif self._has_value(e.src) or ops[e.src].depth is not None:
                 weights.append(e.distance + ceil_div(self.hold(e) + ii - 1, ii) - 1)
         weights = sorted((max(0, x) for x in weights), reverse=True)
         self.stage_bound = sum(weights[: max(self.n - 1, 0)])
@@ -134,11 +141,16 @@ class _Instance:
                 self.depth_range.append(None)  # charged nowhere: no lifetime constraint
             else:
                 life = max([self.dur[v]] + [latest + ii * e.distance + self.hold(e) for e in self.out[v]])
-                self.depth_range.append((low, max(low, ceil_div(life, ii))))
+                self.depth_range.append((self.dur[v], life) if self.timed(v) else (low, max(low, ceil_div(life, ii))))
 
     def hold(self, e) -> int:
         """Cycles a consumer keeps the value after issuing: none for an in-place self update (rule 7)."""
         return 0 if e.src == e.dst or e.release == "issue" else self.dur[e.dst]
+
+    def timed(self, v: int) -> bool:
+        """A register value without a fixed depth: enumerated by its lifetime, not its ring depth."""
+        op = self.loop.ops[v]
+        return op.registers > 0 and op.depth is None
 
     def _has_value(self, v: int) -> bool:
         op = self.loop.ops[v]
@@ -173,15 +185,35 @@ class _Instance:
             return False
         return all(i <= self.ii for i in self.issue)
 
-    # --- charges of a depth vector (rules 8-10), monotone in the depths -------------------------
+    # --- charges of a depth/lifetime vector (rules 8-10), monotone in it --------------------------
 
-    def charges_fit(self, roles: tuple[int, ...], depth: list[int]) -> bool:
+    def ring(self, v: int, bound: int) -> int:
+        """Ring depth of op v whose enumerated bound is ``bound`` (a lifetime for a timed value)."""
+        return max(1, ceil_div(bound, self.ii)) if self.timed(v) else bound
+
+    def copies(self, v: int, bound: int, p: int) -> list[int]:
+        """Per residue, the copies of v's register value live there: its fixed depth everywhere, or,
+        walking the lifetime cycle by cycle from the issue slot p, one per cycle that lands on it."""
+        if not self.timed(v):
+            return [bound] * self.ii
+        live = [0] * self.ii
+        for cycle in range(p, p + bound):
+            live[cycle % self.ii] += 1
+        return live
+
+    def charges_fit(self, roles: tuple[int, ...], p: list[int], depth: list[int]) -> bool:
         ops, w = self.loop.ops, self.w
         need: dict[int, int] = {}
         wide: dict[int, bool] = {}
         for v, op in enumerate(ops):
-            need[roles[v]] = need.get(roles[v], w.overhead) + op.registers * depth[v]
             wide[roles[v]] = wide.get(roles[v], False) or op.warps > 1
+        for r in wide:  # the peak over every residue of the registers live at once
+            live = [0] * self.ii
+            for v, op in enumerate(ops):
+                if roles[v] == r and op.registers:
+                    for x, n in enumerate(self.copies(v, depth[v], p[v])):
+                        live[x] += op.registers * n
+            need[r] = w.overhead + max(live)
         if any(x > w.max_registers for x in need.values()):
             return False
         low, high, step = w.setmaxnreg
@@ -195,9 +227,9 @@ class _Instance:
         if used > w.register_file or any(x > high for x in values):
             return False
         crossing = {e.src for e in self.loop.edges if ops[e.src].registers > 0 and roles[e.src] != roles[e.dst]}
-        smem = sum(op.smem * depth[v] for v, op in enumerate(ops)) \
-            + sum(value_bytes(ops[v]) * depth[v] for v in crossing)
-        tmem = sum(op.tmem * depth[v] for v, op in enumerate(ops))
+        smem = sum(op.smem * self.ring(v, depth[v]) for v, op in enumerate(ops)) \
+            + sum(value_bytes(ops[v]) * self.ring(v, depth[v]) for v in crossing)
+        tmem = sum(op.tmem * self.ring(v, depth[v]) for v, op in enumerate(ops))
         return smem <= w.smem and tmem <= w.tmem
 
     # --- enumeration ----------------------------------------------------------------------------
@@ -251,11 +283,23 @@ class _Instance:
                         arcs.append((u, v, ceil_div(self.dur[o] - d - ii * e.distance - p[v] + p[u], ii)))
         return arcs
 
-    def depth_arcs(self, p: list[int], v: int, depth: int) -> list[tuple[int, int, int]]:
-        """L(v) <= depth * II: for each consumer c, t(v) - t(c) >= II*delta + dur(c) - depth*II."""
+    def depth_arcs(self, p: list[int], v: int, bound: int) -> list[tuple[int, int, int]]:
+        """L(v) <= held, held = bound (a timed value's lifetime) or bound * II (a ring depth): for each
+        consumer c, t(v) - t(c) >= II*delta + hold - held."""
         ii = self.ii
-        return [(e.dst, v, ceil_div(ii * e.distance + self.hold(e) - depth * ii - p[v] + p[e.dst], ii))
+        held = bound if self.timed(v) else bound * ii
+        return [(e.dst, v, ceil_div(ii * e.distance + self.hold(e) - held - p[v] + p[e.dst], ii))
                 for e in self.out[v]]
+
+    def bounds_to_try(self, p: list[int], v: int, high: int) -> list[int]:
+        """The depths of v up to ``high``; for a timed value, the lifetimes where its arcs change (its
+        duration, and each consumer's II*delta + hold + p(c) - p(v) modulo II), the least of each run
+        of lifetimes giving the same arcs, hence the same least solution, with the least registers."""
+        low = self.depth_range[v][0]
+        if not self.timed(v):
+            return list(range(low, high + 1))
+        marks = {(self.ii * e.distance + self.hold(e) + p[e.dst] - p[v]) % self.ii for e in self.out[v]}
+        return [b for b in range(low, high + 1) if b == low or b % self.ii in marks]
 
     def candidates(self) -> Iterator[Schedule]:
         """Least-stage schedules of every (roles, slots, depths) that pass the rules checked here."""
@@ -265,30 +309,31 @@ class _Instance:
             if not self.roles_ok(roles):
                 continue
             floor = [r[0] if r else 1 for r in self.depth_range]
-            if not self.charges_fit(roles, floor):
-                continue
-            fits: dict[tuple[int, ...], bool] = {}  # charges depend on the roles and depths only
-
-            def charges_fit(depth: list[int]) -> bool:
-                key = tuple(depth)
-                if key not in fits:
-                    fits[key] = self.charges_fit(roles, depth)
-                return fits[key]
-
             for p in self.slot_vectors(roles):
+                fits: dict[tuple[int, ...], bool] = {}  # charges depend on the roles, slots and depths only
+
+                def charges_fit(depth: list[int]) -> bool:
+                    key = tuple(depth)
+                    if key not in fits:
+                        fits[key] = self.charges_fit(roles, p, depth)
+                    return fits[key]
+
+                if not charges_fit(floor):
+                    continue
                 base = self.base_arcs(roles, p)
                 fixed = [v for v in charged if self.depth_range[v][0] == self.depth_range[v][1]]
                 base += [a for v in fixed for a in self.depth_arcs(p, v, self.depth_range[v][0])]
                 if least_stages(n, base) is None:
                     continue  # depth limits only add arcs
                 free = [v for v in charged if v not in fixed]
-                # This instance's own stage bound: arcs only get lighter as depths grow past 1.
-                heaviest = base + [a for v in free for a in self.depth_arcs(p, v, 1)]
+                # This instance's own stage bound: arcs only get lighter as depths and lifetimes grow.
+                heaviest = base + [a for v in free for a in self.depth_arcs(p, v, self.depth_range[v][0])]
                 weights = sorted((w for _, _, w in heaviest if w > 0), reverse=True)
                 latest = [sum(weights[: n - 1]) * ii + p[v] for v in range(n)]
-                high = {v: min(self.depth_range[v][1], max(self.depth_range[v][0], ceil_div(max(
-                    [self.dur[v]] + [latest[e.dst] + ii * e.distance + self.hold(e) - p[v] for e in self.out[v]]),
-                    ii))) for v in free}
+                life = {v: max([self.dur[v]] + [latest[e.dst] + ii * e.distance + self.hold(e) - p[v]
+                                                for e in self.out[v]]) for v in free}
+                tries = {v: self.bounds_to_try(p, v, min(self.depth_range[v][1], max(
+                    self.depth_range[v][0], life[v] if self.timed(v) else ceil_div(life[v], ii)))) for v in free}
                 depth = list(floor)
 
                 def choose(i: int, arcs: list):
@@ -298,7 +343,7 @@ class _Instance:
                             yield Schedule(ii, tuple(ii * k[v] + p[v] for v in range(n)), roles)
                         return
                     v = free[i]
-                    for d in range(self.depth_range[v][0], high[v] + 1):
+                    for d in tries[v]:
                         depth[v] = d
                         if not charges_fit(depth):
                             break  # charges only grow with d
@@ -368,5 +413,26 @@ def tiny_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``tiny_loop(seed)`` over II in [MII, MII + span] (MII from twill.solver.bounds)."""
     from twill.solver.bounds import compute_bounds
     loop = tiny_loop(seed)
+    mii = compute_bounds(loop).mii
+    return joint_oracle(loop, mii + span, mii)
+
+
+def register_loop(seed: int) -> Loop:
+    """``tiny_loop(seed)`` with a register value on most ops and few registers per thread (one to three
+    values at once), so that the peak of live values, not their sum, decides where values fit."""
+    from dataclasses import replace
+    knobs = random.Random(f"register-joint-{seed}")
+    base = tiny_loop(seed)
+    ops = tuple(replace(op, registers=knobs.choice((0, 8, 8, 16))) for op in base.ops)
+    warps = replace(base.warps, max_registers=knobs.choice((16, 24, 32)), setmaxnreg=(8, 32, 8),
+                    register_file=32 * 4 * 32 * 3, max_warps=knobs.choice((4, 8)), cross_role=True)
+    return replace(base, ops=ops, warps=warps)
+
+
+@functools.lru_cache(maxsize=None)
+def register_optimum(seed: int, span: int = 6) -> JointOptimum | None:
+    """The oracle on ``register_loop(seed)`` over II in [MII, MII + span]."""
+    from twill.solver.bounds import compute_bounds
+    loop = register_loop(seed)
     mii = compute_bounds(loop).mii
     return joint_oracle(loop, mii + span, mii)

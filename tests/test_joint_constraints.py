@@ -90,13 +90,16 @@ def test_register_limit_forces_a_split():
     oracle_agrees(pair, 4, pair_values)
 
 
-def test_max_warps_makes_the_register_split_infeasible():
+def test_max_warps_makes_the_values_take_turns():
+    # One warpgroup (4 warps) cannot hold both 128-register values at once, so they take turns on it:
+    # qk's value dies (latency 4) before pv issues, which doubles II.
     loop = load("register-split.yaml", max_warps=4)
     result = search(loop, BACKEND, 30, DETERMINISTIC)
-    assert result.status == "infeasible" and result.infeasible and result.schedule is None
+    assert result.status == "optimal" and result.schedule.ii == 8 and len(set(result.schedule.roles)) == 1
     _, _, _, split = solved(load("register-split.yaml"))
     assert rejected_by(loop, split) == {"warps"}        # two warpgroups: 8 warps > 4
-    assert joint_oracle(loop, 24, 1) is None
+    best = joint_oracle(loop, 24, 1)
+    assert best.ii == 8 and best.values == tuple(o.value for o in result.objectives)
 
 
 def test_max_warps_raises_ii():

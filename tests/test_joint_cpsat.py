@@ -145,13 +145,18 @@ def test_ring_depth_covers_the_lifetime_up_to_the_consumers_completion():
     assert solve(loop(tmem=300), 8) == 8
 
 
-def test_registers_per_thread_grow_with_the_ring_depth():
+def test_registers_per_thread_are_the_peak_of_the_live_copies():
     # 16 + 100 x ceil(8 / II) registers: 316 at II 3, 216 at II 4.
     loop = joint([op("a", 8, issue_cycles=1, registers=100)])
     assert solve(loop, 3) == "infeasible" and solve(loop, 4) == 8
+    # One role issues a then b (4 cycles each): their values take turns, 16 + 100 at any time...
     two = joint([op("a", warps=4, registers=100), op("b", warps=4, registers=100)], max_warps=4)
-    assert solve(two, 8) == 8
-    assert solve(replace(two, warps=replace(two.warps, max_registers=215)), 8) == "infeasible"
+    tight = replace(two.warps, max_registers=116)
+    assert solve(replace(two, warps=tight), 8) == 8
+    # ... unless b reads a, which keeps a live until b completes: 16 + 200 while b runs.
+    chained = replace(two, edges=(Dependence(0, 1, 4, 0),))
+    assert solve(chained, 8) == 8
+    assert solve(replace(chained, warps=replace(chained.warps, max_registers=215)), 8) == "infeasible"
 
 
 @pytest.mark.parametrize("warps, registers, file, feasible", [

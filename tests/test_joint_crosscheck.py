@@ -16,10 +16,11 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from joint_oracle import (canonical_roles, feasible_at, joint_oracle, optimum_at, stage_bound as oracle_stage_bound,
-                          tiny_loop, tiny_optimum)
+from joint_oracle import (canonical_roles, feasible_at, joint_oracle, optimum_at, register_loop, register_optimum,
+                          stage_bound as oracle_stage_bound, tiny_loop, tiny_optimum)
 from oracle import oracle as pure_oracle
 from twill.model.generate import loop_to_spec, random_joint_loop, random_loop
+from twill.model.joint import depth, layout
 from twill.model.loader import load_spec
 from twill.model.loop import Dependence, Loop, Op, Warps
 from twill.model.objectives import JOINT_LEVELS, objective_value
@@ -35,6 +36,7 @@ AGREEMENT_SEEDS = range(50)   # tiny random joint loops: both backends against t
 FAMILY = range(120)           # coverage of the family
 SPAN = 6                      # the oracle looks at II in [MII, MII + SPAN]
 SEARCH_SEEDS = [s for s in range(20) if tiny_optimum(s, SPAN) is not None][:6]  # through twill.solver.search
+REGISTER_SEEDS = range(40)    # register-heavy tiny loops (joint_oracle.register_loop)
 MEDIUM_SEEDS = range(1, 8)    # 5-7 ops: CP-SAT against Z3 only
 SECONDS = 30.0                # deterministic seconds per query: far above what these need
 
@@ -53,10 +55,15 @@ def check_outcome(loop: Loop, outcome, objective: str) -> None:
     assert objective_value(loop, outcome.schedule, objective) == outcome.value
 
 
-@pytest.mark.parametrize("seed", AGREEMENT_SEEDS)
+FAMILIES = {"tiny": (tiny_loop, tiny_optimum), "registers": (register_loop, register_optimum)}
+
+
+@pytest.mark.parametrize("family, seed", [("tiny", s) for s in AGREEMENT_SEEDS]
+                         + [("registers", s) for s in REGISTER_SEEDS])
 @pytest.mark.parametrize("name", ["cpsat", "z3"])
-def test_backend_agrees_with_oracle(name, seed):
-    loop, best = tiny_loop(seed), tiny_optimum(seed, SPAN)
+def test_backend_agrees_with_oracle(name, family, seed):
+    make, optimum = FAMILIES[family]
+    loop, best = make(seed), optimum(seed, SPAN)
     solver = backend(name)
     mii = compute_bounds(loop).mii
     last = best.ii if best is not None else mii + SPAN
@@ -201,6 +208,19 @@ def test_oracle_against_start_enumeration(seed):
     loop, best = tiny_loop(seed), tiny_optimum(seed, SPAN)
     assert verify(loop, best.schedule) == []
     assert enumerated_optimum(loop, best.ii, best.value("length")) == best.values
+
+
+def test_register_family_has_peaks_below_the_ring_sum():
+    """Some optima keep a role's registers below what charging every value its ring depth would."""
+    below = 0
+    for seed in REGISTER_SEEDS:
+        best = register_optimum(seed, SPAN)
+        if best is None:
+            continue
+        loop, s = register_loop(seed), best.schedule
+        below += any(loop.warps.overhead + sum(loop.ops[v].registers * depth(loop, s, v) for v in role.ops)
+                     > role.registers for role in layout(loop, s).roles)
+    assert below >= 3, below
 
 
 def test_oracle_family_covers_the_interesting_cases():

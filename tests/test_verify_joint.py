@@ -237,14 +237,15 @@ def test_fixed_depth_bounds_the_lifetime():
 
 
 def test_register_need_per_role():
-    loop = joint([op("A", 1, registers=128), op("B", 1, registers=128)])
-    assert kinds(loop, 2, (0, 1), (0, 1)) == []
-    assert "registers" in kinds(loop, 2, (0, 1), (0, 0))           # 256 > 255 per thread
-    # Ring depth multiplies: A's value lives 2 x II (B completes at 3 + 1 with II 2).
+    loop = joint([op("A", 2, registers=128), op("B", 2, registers=128)])
+    assert kinds(loop, 4, (0, 1), (0, 1)) == []
+    assert "registers" in kinds(loop, 4, (0, 1), (0, 0))           # live together at 1: 256 > 255 per thread
+    assert kinds(loop, 4, (0, 2), (0, 0)) == []                    # one after the other: the peak is 128
+    # Copies live at once add up: A's value lives 2 x II (B completes at 3 + 1 with II 2).
     chained = joint([op("A", 1, registers=100), op("B", 1)], [edge(0, 1, 1)])
-    assert kinds(chained, 2, (0, 1), (0, 0)) == []                 # lives 2: 1 slot
-    assert kinds(chained, 2, (0, 3), (0, 0)) == []                 # lives 4: 2 slots, 200 registers
-    assert "registers" in kinds(chained, 2, (0, 5), (0, 0))        # lives 6: 3 slots, 300
+    assert kinds(chained, 2, (0, 1), (0, 0)) == []                 # lives 2: 1 copy
+    assert kinds(chained, 2, (0, 3), (0, 0)) == []                 # lives 4: 2 copies, 200 registers
+    assert "registers" in kinds(chained, 2, (0, 5), (0, 0))        # lives 6: 3 copies everywhere, 300
     over = joint([op("A", 1, registers=100), op("B", 1)], [edge(0, 1, 1)], overhead=60)
     assert "registers" in kinds(over, 2, (0, 3), (0, 0))           # 60 + 200 > 255
     assert kinds(over, 2, (0, 1), (0, 0)) == []
@@ -473,21 +474,23 @@ def brute_force(loop: Loop, ii: int, t: tuple[int, ...], roles: tuple[int, ...])
                 if before + dur[o] > t[e.dst] + e.distance * ii:
                     found.add("blocking")
     # 7: lifetimes; the depth is the most copies live at once on the unrolled timeline
-    depth = []
+    depth, copies = [], []  # copies: per cycle of the window, the instances of v live there
     for v in range(n):
         life = max([dur[v]] + [t[e.dst] + e.distance * ii + (0 if e.dst == v or e.release == "issue" else dur[e.dst]) - t[v]
                                for e in loop.edges if e.src == v])
-        live = max(sum(1 for i in iterations if i * ii + t[v] <= c < i * ii + t[v] + life) for c in window)
+        copies.append([sum(1 for i in iterations if i * ii + t[v] <= c < i * ii + t[v] + life) for c in window])
         if ops[v].depth is not None:
             if life > ops[v].depth * ii:
                 found.add("depth")
             depth.append(ops[v].depth)
+            copies[v] = [ops[v].depth] * ii  # a fixed ring holds all its slots
         else:
-            depth.append(max(1, live))
-    # 8: registers
+            depth.append(max(1, max(copies[v])))
+    # 8: registers: the most a role's values hold at once, cycle by cycle
     low, high, step = w.setmaxnreg
     legal = lambda need: next(x for x in [low] + list(range(step, 10**4, step)) if x >= need and x >= low)  # noqa: E731
-    need = {r: w.overhead + sum(ops[v].registers * depth[v] for v in vs) for r, vs in members.items()}
+    need = {r: w.overhead + max(sum(ops[v].registers * copies[v][c] for v in vs) for c in range(ii))
+            for r, vs in members.items()}
     values = [legal(need[r]) for r in wide]
     shared = legal(max([need[r] for r in members if r not in wide], default=0))
     total = 32 * w.warpgroup * (sum(values) + groups * shared)

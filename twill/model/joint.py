@@ -67,6 +67,26 @@ def depth(loop: Loop, schedule: Schedule, op: int) -> int:
     return max(1, ceil_div(lifetime(loop, schedule.starts, schedule.ii, op), schedule.ii))
 
 
+def live_copies(loop: Loop, schedule: Schedule, op: int, residue: int) -> int:
+    """Copies of the op's register value live at ``residue`` of the modulo timeline: its fixed depth
+    (the user fixed the ring), else floor(L/II), plus one while the last copy's remainder runs."""
+    fixed = loop.ops[op].depth
+    if fixed is not None:
+        return fixed
+    ii = schedule.ii
+    full, rest = divmod(lifetime(loop, schedule.starts, ii, op), ii)
+    return full + ((residue - schedule.starts[op]) % ii < rest)
+
+
+def register_peak(loop: Loop, schedule: Schedule, ops: list[int]) -> int:
+    """The most registers per thread the register values of ``ops`` hold at once, over the modulo
+    timeline. Their sum is a step function of the residue that rises only where some value's copy
+    begins, so the start residues of the values are the only candidates for the peak."""
+    holders = [v for v in ops if loop.ops[v].registers]
+    return max((sum(loop.ops[v].registers * live_copies(loop, schedule, v, schedule.starts[u]) for v in holders)
+                for u in holders), default=0)
+
+
 def crossing_register_values(loop: Loop, roles: tuple[int, ...]) -> list[int]:
     """Ops whose register result is read on another role (it travels through shared memory)."""
     return sorted({e.src for e in loop.edges if carries_registers(loop, e) and roles[e.src] != roles[e.dst]})
@@ -87,7 +107,7 @@ class Role:
     id: int
     warps: int
     ops: tuple[int, ...]
-    registers: int     # per thread: overhead plus live register values (each times its depth)
+    registers: int     # per thread: overhead plus the peak of its live register values
     setmaxnreg: int    # allocated: at least ``registers``, a legal setmaxnreg value
 
 
@@ -118,7 +138,7 @@ def layout(loop: Loop, schedule: Schedule) -> Layout:
     need, wide = {}, {}
     for r, ops in members.items():
         wide[r] = any(loop.ops[i].warps > 1 for i in ops)
-        need[r] = w.overhead + sum(loop.ops[i].registers * depth(loop, schedule, i) for i in ops)
+        need[r] = w.overhead + register_peak(loop, schedule, ops)
     small = [r for r in members if not wide[r]]
     groups = ceil_div(len(small), w.warpgroup)
     setting = {r: _round_up(w, need[r]) for r in members if wide[r]}

@@ -64,10 +64,11 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
         model.add(differ(e.src, e.dst) == 0)
     crossing = add_edges(model, loop, ii, start, differ)
     add_blocking(model, loop, ii, slot, start, differ)
-    depth = add_depths(model, loop, ii, start, stages_max)
+    reach = lifetime_reach(loop, ii, stages_max)
+    depth = add_depths(model, loop, ii, start, reach)
     used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
-    add_registers(model, loop, x, depth, used, wide, legal)
+    add_registers(model, loop, register_needs(model, loop, ii, slot, start, x, reach), used, wide, legal)
     staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
     model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)
               + sum(register_bytes(ops[v]) * staged[v] for v in staged) <= w.smem)
@@ -188,35 +189,74 @@ def add_blocking(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, diff
                 ~differ(o, e.dst))
 
 
-def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, stages_max: int) -> dict[int, cp_model.IntVar]:
-    """Rule 7: ring depth D(v)·II >= L(v) for ops with a result or a fixed depth (then D(v) = depth)."""
+def lifetime_reach(loop: Loop, ii: int, stages_max: int) -> int:
+    """Turns of II that bound every lifetime when stages are at most ``stages_max``."""
     longest = max(op.duration for op in loop.ops)
-    reach = stages_max + 1 + max((e.distance for e in loop.edges), default=0) + ceil_div(longest, ii)
+    return stages_max + 1 + max((e.distance for e in loop.edges), default=0) + ceil_div(longest, ii)
+
+
+def lifetime_terms(loop: Loop, ii: int, start, v: int) -> list:
+    """Rule 7: what L(v) must cover, its own duration and each consumer's release."""
+    return [loop.ops[v].duration] + [start[e.dst] + ii * e.distance + held_after_issue(loop, e) - start[v]
+                                     for e in loop.edges if e.src == v]
+
+
+def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, reach: int) -> dict[int, cp_model.IntVar]:
+    """Rule 7: ring depth D(v)·II >= L(v) for ops with a result or a fixed depth (then D(v) = depth)."""
     depth = {}
     for v, op in enumerate(loop.ops):
         if not op.has_value and op.depth is None:
             continue
         low, high = (op.depth, op.depth) if op.depth is not None else (1, reach)
         d = depth[v] = model.new_int_var(low, high, f"depth_{op.name}")
-        model.add(ii * d >= op.duration)
-        for e in (e for e in loop.edges if e.src == v):
-            model.add(ii * d >= start[e.dst] + ii * e.distance + held_after_issue(loop, e) - start[v])
+        for term in lifetime_terms(loop, ii, start, v):
+            model.add(ii * d >= term)
     return depth
 
 
-def add_registers(model: cp_model.CpModel, loop: Loop, x, depth, used, wide, legal: list[int]) -> None:
-    """Rules 5 and 8: per-role need, setmaxnreg per warpgroup role, one shared value for the packed
-    single-warp roles, warps launched and the register file."""
-    w, ops = loop.warps, loop.ops
+def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x, reach: int) -> list:
+    """Rule 8's need per role: the overhead, the full turns floor(L/II) of its register values'
+    lifetimes (their fixed depths for fixed rings), and the peak of the remainders: a cumulative over
+    the modulo timeline of ``[p, p + L mod II)``, copies at p and p + II (as in add_issue), present
+    when the value is on the role. L is at least every lifetime term; a longer one only holds more."""
+    ops = loop.ops
+    free = [v for v, op in enumerate(ops) if op.registers and op.depth is None]
+    full, rest = {}, {}
+    for v in free:
+        name = ops[v].name
+        life = model.new_int_var(0, reach * ii, f"life_{name}")
+        for term in lifetime_terms(loop, ii, start, v):
+            model.add(life >= term)
+        full[v], rest[v] = model.new_int_var(0, reach, f"full_{name}"), model.new_int_var(0, ii - 1, f"rest_{name}")
+        model.add(life == ii * full[v] + rest[v])
+    ends = {v: model.new_int_var(0, 2 * ii - 2, f"rest_end_{ops[v].name}") for v in free}
+    for v in free:
+        model.add(ends[v] == slot[v] + rest[v])
+    needs = []
+    for r in range(len(x[0])):
+        turns = [op.registers * (op.depth * x[v][r] if op.depth is not None
+                                 else gated(model, full[v], x[v][r], f"turns_{op.name}_{r}"))
+                 for v, op in enumerate(ops) if op.registers]
+        peak = model.new_int_var(0, sum(ops[v].registers for v in free), f"peak_{r}")
+        remainders = [model.new_optional_interval_var(slot[v] + copy * ii, rest[v], ends[v] + copy * ii,
+                                                      x[v][r], f"rest_{ops[v].name}_{r}@{copy}")
+                      for v in free for copy in (0, 1)]
+        if remainders:
+            model.add_cumulative(remainders, [ops[v].registers for v in free for _ in (0, 1)], peak)
+        needs.append(loop.warps.overhead + sum(turns) + peak)
+    return needs
+
+
+def add_registers(model: cp_model.CpModel, loop: Loop, needs: list, used, wide, legal: list[int]) -> None:
+    """Rules 5 and 8: per-role ``needs`` within the limit, setmaxnreg per warpgroup role, one shared
+    value for the packed single-warp roles, warps launched and the register file."""
+    w = loop.warps
     values = cp_model.Domain.from_values(legal)
     count = len(used)
     allocated = []
     shared = model.new_int_var_from_domain(values, "setmaxnreg_shared")
     packed = model.new_int_var(0, ceil_div(count, w.warpgroup), "packed_warpgroups")
-    for r in range(count):
-        held = [op.registers * gated(model, depth[v], x[v][r], f"held_{op.name}_{r}")
-                for v, op in enumerate(ops) if op.registers]
-        need = w.overhead + sum(held)
+    for r, need in enumerate(needs):
         model.add(need <= w.max_registers)
         rounded = model.new_int_var_from_domain(values, f"setmaxnreg_{r}")
         model.add(rounded >= need)

@@ -5,10 +5,11 @@ The per-II model (cpsat.py + joint_cpsat.py) treats II as a constant. Here II is
 range, over a relaxation of the joint problem: starts are plain integers (no slots); rule 2 keeps
 only "each unit's load is at most capacity x II" (ResMII), rule 3 only "each role's issue windows
 sum to at most II", and rule 6 only what ``d <= II`` implies (``t(u) - II + dur(o) <= t(v) +
-II·distance``); the fine pass adds both rules' residue windows near the diagonal (add_apart). Every
-other rule is kept exactly: dependences with hand-offs, lifetimes and ring depths (``D(v)·II >=
-L(v)``, a product), registers and setmaxnreg, warps, shared and tensor memory, the producer role,
-the ban and one issuing role for ``release: issue`` edges.
+II·distance``); the fine pass adds both rules' residue windows near the diagonal (add_apart); rule
+8's peak of live registers keeps only the bounds of ``relaxed_register_needs``. Every other rule is
+kept exactly: dependences with hand-offs, lifetimes and ring depths (``D(v)·II >= L(v)``, a
+product), setmaxnreg, warps, shared and tensor memory, the producer role, the ban and one issuing
+role for ``release: issue`` edges.
 
 Every schedule of the joint problem at an II in [lo, hi] satisfies the relaxation (with the same
 starts, roles and depths), so a range of II without a relaxed solution has no schedule, and if
@@ -31,7 +32,7 @@ from twill.solver.bounds import stage_bound
 from twill.solver.cpsat_params import configure
 from twill.model.schedule import Schedule
 from twill.solver.joint_cpsat import (RoleDiffer, add_registers, add_roles, dense, flag, gated,
-                                      legal_setmaxnreg)
+                                      legal_setmaxnreg, lifetime_terms)
 
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
           cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "unknown"}
@@ -164,13 +165,13 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int], windows: bo
         d = depth[v] = model.new_int_var(low, high, f"depth_{op.name}")
         span = model.new_int_var(lo * low, hi * high, f"span_{op.name}")
         model.add_multiplication_equality(span, [ii, d])
-        model.add(span >= op.duration)
-        for e in (e for e in loop.edges if e.src == v):
-            model.add(span >= start[e.dst] + e.distance * ii + held_after_issue(loop, e) - start[v])
+        for term in lifetime_terms(loop, ii, start, v):
+            model.add(span >= term)
 
     used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
-    add_registers(model, loop, x, depth, used, wide, legal)  # rules 5 and 8
+    add_registers(model, loop, relaxed_register_needs(model, loop, ii, hi, start, x, depth, reach), used, wide,
+                  legal)  # rules 5 and 8
     staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
     model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)  # rules 9 and 10
               + sum(register_bytes(ops[v]) * staged[v] for v in staged) <= w.smem)
@@ -209,3 +210,44 @@ def add_apart(model: cp_model.CpModel, ii, a, len_a: int, b, len_b: int, enforce
         before = model.new_bool_var(f"before_{q}")
         model.add(b + len_b <= a + q * ii).only_enforce_if([*enforce, before])
         model.add(b >= a + q * ii + len_a).only_enforce_if([*enforce, ~before])
+
+
+def relaxed_register_needs(model: cp_model.CpModel, loop: Loop, ii, hi: int, start, x, depth, reach: int) -> list:
+    """Rule 8, relaxed: a role's peak of live register values is at least
+
+    - their average over the modulo timeline (registers x lifetime summed, over II);
+    - each value's own copies at its issue (ceil(L/II), its least ring depth), if it lives at all;
+    - what is live at any op's issue: the op's own value, each value it reads (released only after
+      it issues) and the turns a self edge of distance d keeps of a value everywhere (L >= d·II).
+
+    Fixed rings count their depth."""
+    ops = loop.ops
+    free = [v for v, op in enumerate(ops) if op.registers and op.depth is None]
+    life = {}
+    for v in free:
+        life[v] = model.new_int_var(0, reach * hi, f"life_{ops[v].name}")
+        for term in lifetime_terms(loop, ii, start, v):
+            model.add(life[v] >= term)
+    turns = {v: max([0] + [e.distance for e in loop.edges if e.src == e.dst == v]) for v in free}
+    points = []  # per op: copies of each free value surely live at its issue
+    for c, op in enumerate(ops):
+        live = dict(turns)
+        if c in live and op.duration:
+            live[c] = max(1, live[c])
+        for e in (e for e in loop.edges if e.dst == c != e.src and e.src in live and held_after_issue(loop, e)):
+            live[e.src] = max(1, live[e.src])
+        points.append(live)
+    needs = []
+    for r in range(len(x[0])):
+        fixed = sum(op.registers * op.depth * x[v][r] for v, op in enumerate(ops) if op.registers and op.depth is not None)
+        peak = model.new_int_var(0, sum(ops[v].registers * reach for v in free), f"peak_{r}")
+        for v in (v for v in free if ops[v].duration):
+            model.add(peak >= ops[v].registers * depth[v]).only_enforce_if(x[v][r])
+        for live in points:
+            model.add(peak >= sum(ops[v].registers * n * x[v][r] for v, n in live.items()))
+        average = model.new_int_var(0, max(peak.proto.domain) * hi, f"average_{r}")
+        model.add_multiplication_equality(average, [ii, peak])
+        model.add(average >= sum(ops[v].registers * gated(model, life[v], x[v][r], f"held_{ops[v].name}_{r}")
+                                 for v in free))
+        needs.append(loop.warps.overhead + fixed + peak)
+    return needs

@@ -6,7 +6,9 @@ one), which removes the symmetry of anonymous roles; every constraint below is s
 ids, so no schedule is lost. In-order issue is a pairwise circular non-overlap of the issue
 windows on one role; the blocking rule's ``d`` is a slot difference, wrapped once; ring depths are
 integers with ``D·II`` at least every lifetime term (a larger D only costs, so the least one is
-allowed). Setmaxnreg values are legal register counts at least the role's need; the single-warp
+allowed). A role's register need is a peak checked at the slot of each of its register values
+(lifetimes split into full turns and a remainder, register_needs). Setmaxnreg values are legal
+register counts at least the role's need; the single-warp
 roles' shared value is multiplied by the number of packed warpgroups through a case split.
 """
 
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 
 import z3
 
-from twill.model.joint import THREADS_PER_WARP, ceil_div, depth, handoff_cost, held_after_issue, register_bytes
+from twill.model.joint import (THREADS_PER_WARP, ceil_div, depth, handoff_cost, held_after_issue, lifetime,
+                               register_bytes)
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 
@@ -39,7 +42,8 @@ def add_joint(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
     add_blocking(solver, loop, ii, slot, start, role)
     ring = add_depths(solver, loop, ii, start, ctx)
     crossing = [crosses(loop, v, role) for v in range(len(loop.ops))]
-    add_registers_and_warps(solver, loop, ids, role, ring, roles_used, ctx)
+    need = register_needs(solver, loop, ii, ids, slot, start, role)
+    add_registers_and_warps(solver, loop, ids, role, need, roles_used, ctx)
     add_memories(solver, loop, ring, crossing)
     if not loop.warps.cross_role:
         solver.add([z3.Not(c) for c in crossing])
@@ -139,20 +143,50 @@ def crosses(loop: Loop, v: int, role: list[z3.ArithRef]) -> z3.BoolRef:
                  [role[e.dst] != role[v] for e in loop.edges if e.src == v and e.dst != v])
 
 
+def register_needs(solver: z3.Solver, loop: Loop, ii: int, ids: range, slot: list[z3.ArithRef],
+                   start: list[z3.ArithRef], role: list[z3.ArithRef]) -> list[z3.ArithRef]:
+    """Rule 8's need per role: overhead plus a peak at least the registers live at the slot of each
+    register value of the role (the sum over the modulo timeline rises only at those slots).
+
+    A value holds its fixed depth in copies, else ``floor(L/II)`` plus one over ``[p, p + L mod II)``
+    circularly; ``L`` is at least every lifetime term (a longer one only holds more copies)."""
+    ctx, ops = solver.ctx, loop.ops
+    holders = [v for v, op in enumerate(ops) if op.registers]
+    full, rest = {}, {}
+    for v in (v for v in holders if ops[v].depth is None):
+        life, full[v], rest[v] = (z3.Int(f"{x}_{ops[v].name}", ctx) for x in ("L", "Lfull", "Lrest"))
+        solver.add(life >= ops[v].duration, life == ii * full[v] + rest[v], 0 <= rest[v], rest[v] < ii)
+        solver.add([life >= start[e.dst] + ii * e.distance + held_after_issue(loop, e) - start[v]
+                    for e in loop.edges if e.src == v])
+
+    def copies(v: int, at: int) -> z3.ArithRef | int:
+        if ops[v].depth is not None:
+            return ops[v].depth
+        gap = z3.If(slot[at] >= slot[v], slot[at] - slot[v], slot[at] - slot[v] + ii)
+        return full[v] + z3.If(gap < rest[v], 1, 0)
+
+    needs = []
+    for r in ids:
+        peak = z3.Int(f"peak_{r}", ctx)
+        solver.add(peak >= 0)
+        for u in holders:
+            live = z3.Sum([z3.If(role[v] == r, ops[v].registers * copies(v, u), 0) for v in holders])
+            solver.add(z3.Implies(role[u] == r, live <= peak))
+        needs.append(loop.warps.overhead + peak)
+    return needs
+
+
 def add_registers_and_warps(solver: z3.Solver, loop: Loop, ids: range, role: list[z3.ArithRef],
-                            ring: list[z3.ArithRef | None], roles_used: z3.ArithRef, ctx: z3.Context) -> None:
-    """Rules 5 and 8: per-role register needs, setmaxnreg values, the register file and the warps."""
+                            needs: list[z3.ArithRef], roles_used: z3.ArithRef, ctx: z3.Context) -> None:
+    """Rules 5 and 8: setmaxnreg values for the per-role needs, the register file and the warps."""
     w = loop.warps
     wide_ops = [v for v, op in enumerate(loop.ops) if op.warps > 1]
-    holders = [v for v, op in enumerate(loop.ops) if op.registers]
     shared = legal_setting(solver, loop, "shared", ctx)
     per_role, wide_count, single_count = [], [], []
-    for r in ids:
+    for r, need in zip(ids, needs):
         used = r < roles_used
         wide = z3.Or([z3.BoolVal(False, ctx)] + [role[v] == r for v in wide_ops])
         single = z3.And(used, z3.Not(wide))
-        need = w.overhead + z3.Sum([z3.IntVal(0, ctx)] + [z3.If(role[v] == r, loop.ops[v].registers * ring[v], 0)
-                                                         for v in holders])
         solver.add(z3.Implies(used, need <= w.max_registers), z3.Implies(single, shared >= need))
         if wide_ops:
             setting = legal_setting(solver, loop, f"set_{r}", ctx)
@@ -195,9 +229,10 @@ def dense(roles: list[int]) -> tuple[int, ...]:
 
 
 def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, int, int]]:
-    """(u, v, c) with ``t(v) - t(u) >= c``: every joint rule on the stages once the slots, roles and
-    ring depths of ``schedule`` are held (docs/joint-model.md, "Stage bound"): edges with their
-    hand-offs, blocking rules and lifetimes within the schedule's depths."""
+    """(u, v, c) with ``t(v) - t(u) >= c``: every joint rule on the stages once the slots, roles,
+    ring depths and register lifetimes of ``schedule`` are held (docs/joint-model.md, "Stage bound"):
+    edges with their hand-offs, blocking rules, and lifetimes within the schedule's depths (within its
+    own lifetimes for register values, whose registers follow the lifetimes)."""
     ii, t, roles = schedule.ii, schedule.starts, schedule.roles
     found = [(e.src, e.dst, e.delay - ii * e.distance
               + (handoff_cost(loop, e) if roles[e.src] != roles[e.dst] else 0)) for e in loop.edges]
@@ -207,8 +242,8 @@ def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, in
                       for o, op in enumerate(loop.ops) if o != e.dst and roles[o] == roles[e.dst]]
     for v, op in enumerate(loop.ops):
         if op.has_value or op.depth is not None:
-            slots = depth(loop, schedule, v)
-            found += [(e.dst, v, ii * e.distance + held_after_issue(loop, e) - slots * ii)
+            held = lifetime(loop, t, ii, v) if op.registers and op.depth is None else depth(loop, schedule, v) * ii
+            found += [(e.dst, v, ii * e.distance + held_after_issue(loop, e) - held)
                       for e in loop.edges if e.src == v]
     return found
 
