@@ -221,18 +221,15 @@ def _legend(trips: int, y: float) -> list[str]:
                    f"<text x='{cx + 16}' y='{y + 12}' {FONT}>{text}</text>")
         cx += 24 + len(text) * CHAR
     cx += 20
-    out.append(f"<rect x='{cx}' y='{y + 2}' width='14' height='12' fill='#888'/>"
-               f"<text x='{cx + 18}' y='{y + 12}' {FONT}>issuing (role busy)</text>")
-    cx += 150
-    out.append(f"<rect x='{cx}' y='{y + 2}' width='24' height='12' fill='#888' fill-opacity='0.35' stroke='#888' "
-               f"stroke-width='0.6'/><rect x='{cx}' y='{y + 2}' width='24' height='12' fill='url(#hatch)'/>"
-               f"<text x='{cx + 28}' y='{y + 12}' {FONT}>in flight (asynchronous)</text>")
-    cx += 200
-    out.append(f"<rect x='{cx}' y='{y + 2}' width='14' height='12' fill='#888' fill-opacity='0.85'/>"
-               f"<text x='{cx + 18}' y='{y + 12}' {FONT}>unit reserved</text>")
-    cx += 110
-    out.append(f"<rect x='{cx}' y='{y + 2}' width='14' height='12' fill='#dde6f2'/>"
-               f"<text x='{cx + 18}' y='{y + 12}' {FONT}>prologue</text>"
-               f"<rect x='{cx + 90}' y='{y + 2}' width='14' height='12' fill='#f2e6d9'/>"
-               f"<text x='{cx + 108}' y='{y + 12}' {FONT}>epilogue</text>")
+    keys = [(14, "fill='#888'", "", "issuing (role busy)"),
+            (24, "fill='#888' fill-opacity='0.35' stroke='#888' stroke-width='0.6'", "fill='url(#hatch)'",
+             "in flight (asynchronous)"),
+            (14, "fill='#888' fill-opacity='0.85'", "", "unit reserved"),
+            (14, "fill='#dde6f2'", "", "prologue"),
+            (14, "fill='#f2e6d9'", "", "epilogue")]
+    for width, fill, overlay, label in keys:
+        box = f"x='{cx}' y='{y + 2}' width='{width}' height='12'"
+        out.append(f"<rect {box} {fill}/>" + (f"<rect {box} {overlay}/>" if overlay else "")
+                   + f"<text x='{cx + width + 4}' y='{y + 12}' {FONT}>{label}</text>")
+        cx += width + 24 + len(label) * CHAR
     return out
