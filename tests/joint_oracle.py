@@ -47,7 +47,7 @@ from fractions import Fraction
 from typing import Iterator
 
 from oracle import least_stages
-from twill.model.loop import Loop
+from twill.model.loop import Dependence, Loop
 from twill.model.objectives import JOINT_LEVELS, objective_value
 from twill.model.schedule import Schedule
 from twill.solver.verify import verify
@@ -451,5 +451,27 @@ def register_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``register_loop(seed)`` over II in [MII, MII + span]."""
     from twill.solver.bounds import compute_bounds
     loop = register_loop(seed)
+    mii = compute_bounds(loop).mii
+    return joint_oracle(loop, mii + span, mii)
+
+
+def accumulator_loop(seed: int) -> Loop:
+    """``tiny_loop(seed)`` with one op made an accumulator (rule 7): its value (8 registers if it had
+    none) is updated in place, a self edge of distance 1 whose delay is its issue, one storage."""
+    from dataclasses import replace
+    base = tiny_loop(seed)
+    v = random.Random(f"accumulator-joint-{seed}").randrange(len(base.ops))
+    op = base.ops[v]
+    acc = replace(op, registers=op.registers or (0 if op.smem or op.tmem else 8), depth=1, accumulator=True)
+    ops = base.ops[:v] + (acc,) + base.ops[v + 1:]
+    edge = Dependence(v, v, issue_of(op), 1)
+    return replace(base, ops=ops, edges=base.edges + (edge,))
+
+
+@functools.lru_cache(maxsize=None)
+def accumulator_optimum(seed: int, span: int = 6) -> JointOptimum | None:
+    """The oracle on ``accumulator_loop(seed)`` over II in [MII, MII + span]."""
+    from twill.solver.bounds import compute_bounds
+    loop = accumulator_loop(seed)
     mii = compute_bounds(loop).mii
     return joint_oracle(loop, mii + span, mii)
