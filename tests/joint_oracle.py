@@ -47,7 +47,7 @@ from fractions import Fraction
 from typing import Iterator
 
 from oracle import least_stages
-from twill.model.loop import Loop
+from twill.model.loop import Dependence, Loop
 from twill.model.objectives import JOINT_LEVELS, objective_value
 from twill.model.schedule import Schedule
 from twill.solver.verify import verify
@@ -71,16 +71,20 @@ def value_bytes(op) -> int:
     return op.registers * 4 * THREADS_PER_WARP * op.warps
 
 
+def barrier(loop: Loop, edge) -> int:
+    """Cycles of the edge's barrier: all a consumer's release (an arrive, no data) costs across roles."""
+    return loop.warps.mbarrier if edge.barrier == "mbarrier" else loop.warps.named
+
+
 def handoff(loop: Loop, edge) -> int:
     """Barrier cycles plus ceil(transfer_base + transfer_per_kb * bytes / 1024) for a register value,
     exactly, with the per-KiB rate read as the decimal number it is written as (16.1, not the float)."""
     w = loop.warps
-    barrier = w.mbarrier if edge.barrier == "mbarrier" else w.named
     nbytes = value_bytes(loop.ops[edge.src])
     if not nbytes:
-        return barrier
+        return barrier(loop, edge)
     exact = Fraction(w.transfer_base) + Fraction(str(w.transfer_per_kb)) * nbytes / 1024
-    return barrier + ceil_div(exact.numerator, exact.denominator)
+    return barrier(loop, edge) + ceil_div(exact.numerator, exact.denominator)
 
 
 def canonical_roles(n: int) -> Iterator[tuple[int, ...]]:
@@ -117,7 +121,9 @@ class _Instance:
         self.dur = [duration(op) for op in ops]
         self.issue = [issue_of(op) for op in ops]
         self.handoff = [handoff(loop, e) for e in loop.edges]
-        self.out = [[e for e in loop.edges if e.src == v] for v in range(self.n)]
+        # Consumers that keep v's value live: an accumulator's own next instance writes it in place.
+        self.out = [[e for e in loop.edges if e.src == v and not (ops[v].accumulator and e.dst == v)]
+                    for v in range(self.n)]
         self.units = list(loop.capacity)
         self.pattern = [[self._load(op, p) for p in range(ii)] for op in ops]
         # Stage bound K (docs/joint-model.md, "Stage bound"), recomputed.
@@ -125,10 +131,11 @@ class _Instance:
         for e in loop.edges:
             if e.blocking:
                 weights.append(ceil_div(max((d for o, d in enumerate(self.dur) if o != e.dst), default=0) + ii - 2, ii))
+        for e in (e for out in self.out for e in out):
             if self.timed(e.src):  # L(v) <= lam(v) with lam(v) >= hold (delays are >= 0)
                 weights.append(e.distance + 1)
             elif self._has_value(e.src) or ops[e.src].depth is not None:
-                weights.append(e.distance + ceil_div(self.hold(e) + ii - 1, ii) - 1)
+                weights.append(e.distance + ceil_div(self.hold(e, self.may_cross(e)) + ii - 1, ii) - 1)
         weights = sorted((max(0, x) for x in weights), reverse=True)
         self.stage_bound = sum(weights[: max(self.n - 1, 0)])
         latest = self.stage_bound * ii + ii - 1
@@ -140,12 +147,21 @@ class _Instance:
             elif not self._has_value(v):
                 self.depth_range.append(None)  # charged nowhere: no lifetime constraint
             else:
-                life = max([self.dur[v]] + [latest + ii * e.distance + self.hold(e) for e in self.out[v]])
+                life = max([self.dur[v]] + [latest + ii * e.distance + self.hold(e, self.may_cross(e))
+                                            for e in self.out[v]])
                 self.depth_range.append((self.dur[v], life) if self.timed(v) else (low, max(low, ceil_div(life, ii))))
 
-    def hold(self, e) -> int:
-        """Cycles a consumer keeps the value after issuing: none for an in-place self update (rule 7)."""
-        return 0 if e.src == e.dst or e.release == "issue" else self.dur[e.dst]
+    def hold(self, e, cross: bool) -> int:
+        """Cycles after the consumer issues until the producer's role may reuse the value (rule 7): none
+        for an in-place self update or ``release: issue``, else until it completes, plus the release's
+        barrier when it is on another role (``cross``)."""
+        kept = 0 if e.src == e.dst or e.release == "issue" else self.dur[e.dst]
+        return kept + (barrier(self.loop, e) if cross else 0)
+
+    @staticmethod
+    def may_cross(e) -> bool:
+        """Whether the ends of ``e`` may be on different roles (not a self edge nor ``release: issue``)."""
+        return e.src != e.dst and e.release != "issue"
 
     def timed(self, v: int) -> bool:
         """A register value without a fixed depth: enumerated by its lifetime, not its ring depth."""
@@ -283,22 +299,23 @@ class _Instance:
                         arcs.append((u, v, ceil_div(self.dur[o] - d - ii * e.distance - p[v] + p[u], ii)))
         return arcs
 
-    def depth_arcs(self, p: list[int], v: int, bound: int) -> list[tuple[int, int, int]]:
+    def depth_arcs(self, roles: tuple[int, ...], p: list[int], v: int, bound: int) -> list[tuple[int, int, int]]:
         """L(v) <= held, held = bound (a timed value's lifetime) or bound * II (a ring depth): for each
         consumer c, t(v) - t(c) >= II*delta + hold - held."""
         ii = self.ii
         held = bound if self.timed(v) else bound * ii
-        return [(e.dst, v, ceil_div(ii * e.distance + self.hold(e) - held - p[v] + p[e.dst], ii))
+        return [(e.dst, v, ceil_div(ii * e.distance + self.hold(e, roles[v] != roles[e.dst]) - held - p[v] + p[e.dst], ii))
                 for e in self.out[v]]
 
-    def bounds_to_try(self, p: list[int], v: int, high: int) -> list[int]:
+    def bounds_to_try(self, roles: tuple[int, ...], p: list[int], v: int, high: int) -> list[int]:
         """The depths of v up to ``high``; for a timed value, the lifetimes where its arcs change (its
         duration, and each consumer's II*delta + hold + p(c) - p(v) modulo II), the least of each run
         of lifetimes giving the same arcs, hence the same least solution, with the least registers."""
         low = self.depth_range[v][0]
         if not self.timed(v):
             return list(range(low, high + 1))
-        marks = {(self.ii * e.distance + self.hold(e) + p[e.dst] - p[v]) % self.ii for e in self.out[v]}
+        marks = {(self.ii * e.distance + self.hold(e, roles[v] != roles[e.dst]) + p[e.dst] - p[v]) % self.ii
+                 for e in self.out[v]}
         return [b for b in range(low, high + 1) if b == low or b % self.ii in marks]
 
     def candidates(self) -> Iterator[Schedule]:
@@ -322,17 +339,17 @@ class _Instance:
                     continue
                 base = self.base_arcs(roles, p)
                 fixed = [v for v in charged if self.depth_range[v][0] == self.depth_range[v][1]]
-                base += [a for v in fixed for a in self.depth_arcs(p, v, self.depth_range[v][0])]
+                base += [a for v in fixed for a in self.depth_arcs(roles, p, v, self.depth_range[v][0])]
                 if least_stages(n, base) is None:
                     continue  # depth limits only add arcs
                 free = [v for v in charged if v not in fixed]
                 # This instance's own stage bound: arcs only get lighter as depths and lifetimes grow.
-                heaviest = base + [a for v in free for a in self.depth_arcs(p, v, self.depth_range[v][0])]
+                heaviest = base + [a for v in free for a in self.depth_arcs(roles, p, v, self.depth_range[v][0])]
                 weights = sorted((w for _, _, w in heaviest if w > 0), reverse=True)
                 latest = [sum(weights[: n - 1]) * ii + p[v] for v in range(n)]
-                life = {v: max([self.dur[v]] + [latest[e.dst] + ii * e.distance + self.hold(e) - p[v]
+                life = {v: max([self.dur[v]] + [latest[e.dst] + ii * e.distance + self.hold(e, roles[v] != roles[e.dst]) - p[v]
                                                 for e in self.out[v]]) for v in free}
-                tries = {v: self.bounds_to_try(p, v, min(self.depth_range[v][1], max(
+                tries = {v: self.bounds_to_try(roles, p, v, min(self.depth_range[v][1], max(
                     self.depth_range[v][0], life[v] if self.timed(v) else ceil_div(life[v], ii)))) for v in free}
                 depth = list(floor)
 
@@ -347,7 +364,7 @@ class _Instance:
                         depth[v] = d
                         if not charges_fit(depth):
                             break  # charges only grow with d
-                        yield from choose(i + 1, arcs + self.depth_arcs(p, v, d))
+                        yield from choose(i + 1, arcs + self.depth_arcs(roles, p, v, d))
                     depth[v] = self.depth_range[v][0]
 
                 yield from choose(0, base)
@@ -434,5 +451,27 @@ def register_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``register_loop(seed)`` over II in [MII, MII + span]."""
     from twill.solver.bounds import compute_bounds
     loop = register_loop(seed)
+    mii = compute_bounds(loop).mii
+    return joint_oracle(loop, mii + span, mii)
+
+
+def accumulator_loop(seed: int) -> Loop:
+    """``tiny_loop(seed)`` with one op made an accumulator (rule 7): its value (8 registers if it had
+    none) is updated in place, a self edge of distance 1 whose delay is its issue, one storage."""
+    from dataclasses import replace
+    base = tiny_loop(seed)
+    v = random.Random(f"accumulator-joint-{seed}").randrange(len(base.ops))
+    op = base.ops[v]
+    acc = replace(op, registers=op.registers or (0 if op.smem or op.tmem else 8), depth=1, accumulator=True)
+    ops = base.ops[:v] + (acc,) + base.ops[v + 1:]
+    edge = Dependence(v, v, issue_of(op), 1)
+    return replace(base, ops=ops, edges=base.edges + (edge,))
+
+
+@functools.lru_cache(maxsize=None)
+def accumulator_optimum(seed: int, span: int = 6) -> JointOptimum | None:
+    """The oracle on ``accumulator_loop(seed)`` over II in [MII, MII + span]."""
+    from twill.solver.bounds import compute_bounds
+    loop = accumulator_loop(seed)
     mii = compute_bounds(loop).mii
     return joint_oracle(loop, mii + span, mii)

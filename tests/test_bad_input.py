@@ -93,6 +93,12 @@ JOINT_CASES = [
      "ops[0].issue", "longer than the op itself"),
     ("setmaxnreg-off-step", JOINT.replace("[24, 256, 8]", "[20, 256, 8]"), 5, "machine.registers",
      "multiples of step"),
+    ("accumulator-without-self-edge", JOINT.replace("registers: 64}", "registers: 64, accumulator: true}"), 9,
+     "ops[0].accumulator", "{src: S, dst: S, distance: 1}"),
+    ("accumulator-without-value", JOINT.replace("warps: 4, registers: 64}", "warps: 4, accumulator: true}")
+     + "  - {src: S, dst: S, distance: 1}\n", 9, "ops[0].accumulator", "has no value"),
+    ("accumulator-deeper", JOINT.replace("registers: 64}", "registers: 64, accumulator: true, depth: 2}")
+     + "  - {src: S, dst: S, distance: 1}\n", 9, "ops[0].depth", "one storage"),
 ]
 
 

@@ -59,7 +59,7 @@ def roles_of(loop: Loop, ii: int, objective: str = "length") -> tuple[int, ...]:
 @pytest.mark.parametrize("barrier, registers, length", [
     ("mbarrier", 0, 4 + 20 + 4),
     ("named", 0, 4 + 10 + 4),
-    ("mbarrier", 8, 4 + 20 + 76 + 4),  # 8 registers x 4 bytes x 32 threads = 1 KiB: 60 + 16 cycles
+    ("mbarrier", 4, 4 + 20 + 68 + 4),  # 4 registers x 4 bytes x 32 threads = 512 bytes: 60 + 8 cycles
 ])
 def test_a_crossing_edge_pays_the_hand_off(barrier, registers, length):
     # Two synchronous ops of 4 cycles: one role at II 8, two roles (a hand-off) at II 4.
@@ -228,8 +228,9 @@ edges:
     # The load is on the producer role, the mma waits 4 + 20 cycles for it; the tensor core sets II 4.
     assert solve(loop, 4) == 4 + 20 + 8
     assert solve(loop, 4, "roles") == 2
-    # The K tile lives until the mma is done: 4 + 20 + 8 = 32 cycles, 8 ring slots at II 4.
-    assert solve(loop, 4, "ring_slots") == 8
+    # The K tile lives until the mma is done and its release has crossed back to the producer:
+    # 4 + 20 + 8 + 20 = 52 cycles, 13 ring slots at II 4.
+    assert solve(loop, 4, "ring_slots") == 13
 
 
 # --- random loops -----------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from joint_oracle import (canonical_roles, feasible_at, joint_oracle, optimum_at, register_loop, register_optimum,
-                          stage_bound as oracle_stage_bound, tiny_loop, tiny_optimum)
+from joint_oracle import (accumulator_loop, accumulator_optimum, canonical_roles, feasible_at, joint_oracle,
+                          optimum_at, register_loop, register_optimum, stage_bound as oracle_stage_bound, tiny_loop,
+                          tiny_optimum)
 from oracle import oracle as pure_oracle
 from twill.model.generate import loop_to_spec, random_joint_loop, random_loop
 from twill.model.joint import depth, layout
@@ -37,6 +38,7 @@ FAMILY = range(120)           # coverage of the family
 SPAN = 6                      # the oracle looks at II in [MII, MII + SPAN]
 SEARCH_SEEDS = [s for s in range(20) if tiny_optimum(s, SPAN) is not None][:6]  # through twill.solver.search
 REGISTER_SEEDS = range(40)    # register-heavy tiny loops (joint_oracle.register_loop)
+ACCUMULATOR_SEEDS = range(30)  # tiny loops with an accumulator (joint_oracle.accumulator_loop)
 MEDIUM_SEEDS = range(1, 8)    # 5-7 ops: CP-SAT against Z3 only
 SECONDS = 30.0                # deterministic seconds per query: far above what these need
 
@@ -55,11 +57,13 @@ def check_outcome(loop: Loop, outcome, objective: str) -> None:
     assert objective_value(loop, outcome.schedule, objective) == outcome.value
 
 
-FAMILIES = {"tiny": (tiny_loop, tiny_optimum), "registers": (register_loop, register_optimum)}
+FAMILIES = {"tiny": (tiny_loop, tiny_optimum), "registers": (register_loop, register_optimum),
+            "accumulators": (accumulator_loop, accumulator_optimum)}
 
 
 @pytest.mark.parametrize("family, seed", [("tiny", s) for s in AGREEMENT_SEEDS]
-                         + [("registers", s) for s in REGISTER_SEEDS])
+                         + [("registers", s) for s in REGISTER_SEEDS]
+                         + [("accumulators", s) for s in ACCUMULATOR_SEEDS])
 @pytest.mark.parametrize("name", ["cpsat", "z3"])
 def test_backend_agrees_with_oracle(name, family, seed):
     make, optimum = FAMILIES[family]
@@ -167,11 +171,33 @@ def test_oracle_on_hand_derived_loops():
                 (Dependence(0, 1, 2, 0),), MACHINE)
     best = joint_oracle(load, 10)
     assert (best.ii, best.values) == (1, (0, 8, 0, 2)) and best.schedule.starts == (0, 7)
-    # A shared-memory value consumed 7 cycles later lives 8 cycles: at II 1 that is 8 ring slots.
+    # A shared-memory value consumed 7 cycles later lives 8 cycles, and the consumer's release takes the
+    # mbarrier (5) back to the producer: at II 1 that is 13 ring slots.
     load_smem = replace(load, ops=(replace(load.ops[0], smem=1024),) + load.ops[1:])
-    assert optimum_at(load_smem, 1).value("ring_slots") == 8
-    assert optimum_at(replace(load_smem, warps=replace(MACHINE, smem=4096)), 1) is None  # 8 KiB of ring
-    assert joint_oracle(replace(load_smem, warps=replace(MACHINE, smem=4096)), 10).ii == 2
+    assert optimum_at(load_smem, 1).value("ring_slots") == 13
+    assert optimum_at(replace(load_smem, warps=replace(MACHINE, smem=4096)), 1) is None  # 13 KiB of ring
+    assert joint_oracle(replace(load_smem, warps=replace(MACHINE, smem=4096)), 10).ii == 4  # 13 cycles: 4 slots
+
+
+def test_accumulator_family_covers_in_place_updates_and_cross_role_releases():
+    """The accumulator family is not vacuous: accumulators with other consumers (which must release
+    before the next update), values released across roles, and optima the in-place rule changes."""
+    found, other, crossing, changed = 0, 0, 0, 0
+    for seed in ACCUMULATOR_SEEDS:
+        loop, best = accumulator_loop(seed), accumulator_optimum(seed, SPAN)
+        if best is None:
+            continue
+        found += 1
+        roles = best.schedule.roles
+        other += any(loop.ops[e.src].accumulator and e.src != e.dst for e in loop.edges)
+        crossing += any(e.src != e.dst and roles[e.src] != roles[e.dst] and loop.ops[e.src].has_value
+                        for e in loop.edges)
+        plain = replace(loop, ops=tuple(replace(o, accumulator=False, depth=None) if o.accumulator else o
+                                        for o in loop.ops))
+        mii = compute_bounds(plain).mii
+        ring = joint_oracle(plain, mii + SPAN, mii)
+        changed += ring is None or (ring.ii, ring.values) != (best.ii, best.values)
+    assert found >= 15 and other >= 10 and crossing >= 5 and changed >= 3
 
 
 def test_oracle_stage_bound_matches_the_solvers():
@@ -231,7 +257,7 @@ def test_oracle_family_covers_the_interesting_cases():
     assert sum(r.ii > compute_bounds(loop).mii for loop, r in found) >= 30            # infeasibility proofs
     assert sum(r.ii > pure_oracle(replace(loop, warps=None))[0] for loop, r in found) >= 30  # joint rules bind
     assert sum(r.value("roles") >= 2 for _, r in found) >= 30
-    assert sum(r.value("roles") >= 3 for _, r in found) >= 5
+    assert sum(r.value("roles") >= 3 for _, r in found) >= 4  # releases across roles cost their barrier
     assert sum(r.value("handoff_bytes") > 0 for _, r in found) >= 10
     assert sum(r.value("ring_slots") >= 2 for _, r in found) >= 30
     assert sum(any(e.blocking for e in loop.edges) for loop, _ in found) >= 15

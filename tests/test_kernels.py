@@ -53,16 +53,18 @@ def test_gemm_hopper_is_a_producer_and_consumer_warpgroup():
     names = [op.name for op in loop.ops]
     assert schedule.ii == 512  # 2 x 64x128x64 wgmma = 2 x 256 cycles: the tensor-core occupancy of a k-step
     role = dict(zip(names, schedule.roles))
-    # Both 64-register accumulators fit one warpgroup (their peak, 2 x 64 plus the 132 cycles an
-    # accumulator's MMA outlasts II, is 192 + 24), so the fewest roles is one consumer warpgroup, not
-    # CUTLASS cooperative's two (an equally fast split the register rule no longer forces).
+    # Each 64-row accumulator is written in place (accumulator: true): one copy of 64 registers at
+    # every residue, however long its MMA runs. Both fit one warpgroup (24 + 2 x 64 = 152), so the
+    # fewest roles is one consumer warpgroup, not CUTLASS cooperative's two (an equally fast split
+    # the register rule does not force).
     assert role["loadA"] == role["loadB"] != role["mma.0"] == role["mma.1"]
     plan = layout(loop, schedule)
-    assert sorted((r.warps, r.registers, r.setmaxnreg) for r in plan.roles) == [(1, 24, 24), (4, 216, 256)]
+    assert sorted((r.warps, r.registers, r.setmaxnreg) for r in plan.roles) == [(1, 24, 24), (4, 152, 256)]
+    assert depth(loop, schedule, names.index("mma.0")) == depth(loop, schedule, names.index("mma.1")) == 1
     load = loop.ops[names.index("loadA")]
     mma = loop.ops[names.index("mma.0")]
-    # The ring covers the load's latency, the hand-off and the MMA that releases the slot.
-    assert depth(loop, schedule, names.index("loadA")) * 512 >= load.latency + 92 + mma.duration
+    # The ring covers the load's latency, the hand-off, the MMA and its release back to the producer.
+    assert depth(loop, schedule, names.index("loadA")) * 512 >= load.latency + 92 + mma.duration + 92
 
 
 def test_gemm_blackwell_is_one_load_warp_and_one_mma_warp():

@@ -212,12 +212,12 @@ def test_accumulator_updated_in_place_needs_one_slot():
 def test_lifetime_includes_async_consumers_completion():
     # P (latency 2) feeds C (latency 3): P's value lives from t(P) until C completes.
     loop = joint([op("P", 2, smem=1024), op("C", 3)], [edge(0, 1, 2)])
-    assert lifetime(loop, (0, 2), 4, 0) == 5
+    assert lifetime(loop, Schedule(4, (0, 2), (0, 0)), 0) == 5
     assert ring_depth(loop, Schedule(4, (0, 2), (0, 0)), 0) == 2
     assert ring_depth(loop, Schedule(5, (0, 2), (0, 0)), 0) == 1
     assert ring_depth(loop, Schedule(5, (0, 6), (0, 0)), 0) == 2   # a later consumer holds it longer
     carried = joint([op("P", 2, smem=1024), op("C", 3)], [edge(0, 1, 2, 1)])
-    assert lifetime(carried, (0, 0), 4, 0) == 7                    # next iteration's C: 0 + 4 + 3
+    assert lifetime(carried, Schedule(4, (0, 0), (0, 0)), 0) == 7                    # next iteration's C: 0 + 4 + 3
     assert ring_depth(carried, Schedule(4, (0, 0), (0, 0)), 0) == 2
 
 
@@ -473,11 +473,15 @@ def brute_force(loop: Loop, ii: int, t: tuple[int, ...], roles: tuple[int, ...])
                 before = max(i * ii + t[o] for i in iterations if i * ii + t[o] < t[e.src])
                 if before + dur[o] > t[e.dst] + e.distance * ii:
                     found.add("blocking")
-    # 7: lifetimes; the depth is the most copies live at once on the unrolled timeline
+    # 7: lifetimes (until each consumer's release reaches v's role; an accumulator's storage is
+    # rewritten in place by its next instance); the depth is the most copies live at once
     depth, copies = [], []  # copies: per cycle of the window, the instances of v live there
     for v in range(n):
-        life = max([dur[v]] + [t[e.dst] + e.distance * ii + (0 if e.dst == v or e.release == "issue" else dur[e.dst]) - t[v]
-                               for e in loop.edges if e.src == v])
+        acc = ops[v].accumulator
+        release = lambda e: (w.mbarrier if e.barrier == "mbarrier" else w.named) if roles[e.src] != roles[e.dst] else 0  # noqa: E731
+        life = max([ii if acc else dur[v]]
+                   + [t[e.dst] + e.distance * ii + (0 if e.dst == v or e.release == "issue" else dur[e.dst])
+                      + release(e) - t[v] for e in loop.edges if e.src == v and not (acc and e.dst == v)])
         copies.append([sum(1 for i in iterations if i * ii + t[v] <= c < i * ii + t[v] + life) for c in window])
         if ops[v].depth is not None:
             if life > ops[v].depth * ii:

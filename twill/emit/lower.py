@@ -2,7 +2,8 @@
 
 Rules, per edge u -> v (distance d):
 * different roles: a channel of u's items; v waits on full for item i - d, the last use of the item
-  on v's role releases it (empty arrival at completion), u waits on empty before writing and
+  on v's role releases it (empty arrival at completion, landing the barrier's cycles later: no data
+  travels back), u waits on empty before writing and
   signals full when it completes (TMA: the transaction bytes land);
 * same role: program order, plus a local wait when u is asynchronous (issue shorter than its
   duration) and the edge needs u complete (delay >= duration); none where the unit's own in-order
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from twill.model.joint import depth, handoff_cost, layout, register_bytes
+from twill.model.joint import depth, handoff_cost, layout, register_bytes, release_cost
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 from twill.emit.program import Channel, LocalWait, Program, RoleProgram, Signal, Step, Value, Wait
@@ -80,6 +81,7 @@ class _Builder:
             consumer_roles=consumer_roles, depth=max([value.depth] + [e.distance for e in crossing]),
             memory=memory, slot_size=size, tx_bytes=op.smem if op.variable_latency else 0,
             latency=max(handoff_cost(loop, e) for e in crossing),
+            release_latency=max(release_cost(loop, e) for e in crossing),
             barrier="mbarrier" if any(e.barrier == "mbarrier" for e in crossing) else "named")
         self.channels.append(ch)
         self.waits[src].append(Wait(ch.id, "empty", 0))
@@ -137,7 +139,8 @@ class _Builder:
         ch = Channel(
             id=len(self.channels), name=f"{unit}:{loop.ops[a].name}>{loop.ops[b].name}", producer=a,
             producer_role=roles[a], consumer_roles=(roles[b],), depth=max(1, distance), memory="none",
-            slot_size=0, tx_bytes=0, latency=loop.warps.named, barrier="named", token=True, tail=lead)
+            slot_size=0, tx_bytes=0, latency=loop.warps.named, release_latency=loop.warps.named, barrier="named",
+            token=True, tail=lead)
         self.channels.append(ch)
         self.waits[a].append(Wait(ch.id, "empty", lead))
         self.signals[a].append(Signal(ch.id, "full", lead, "issue"))

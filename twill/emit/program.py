@@ -47,6 +47,7 @@ class Channel:
     slot_size: int                       # bytes (smem) or columns (tmem) per slot; 0 without data
     tx_bytes: int                        # transaction bytes the full barrier expects (TMA), else 0
     latency: int                         # cycles from the producer's signal until consumers see it
+    release_latency: int                 # cycles from a consumer's release until the producer sees it (barrier only)
     barrier: str                         # "mbarrier" or "named"
     token: bool = False                  # orders two roles' use of an in-order unit (ping-pong)
     tail: int = 0                        # the last ``tail`` items of a run do not exist (see ``exists``)

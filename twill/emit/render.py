@@ -41,7 +41,7 @@ def _channel(ch: Channel) -> str:
     tx = f", expect_tx {ch.tx_bytes} bytes" if ch.tx_bytes else ""
     return (f"  {ch.name}: role {ch.producer_role} -> roles {', '.join(map(str, ch.consumer_roles))}; "
             f"{ch.depth} slot{'s' if ch.depth > 1 else ''}, {what}, {ch.barrier}, full arrivals 1{tx}, "
-            f"empty arrivals {ch.empty_arrivals}, hand-off {ch.latency} cycles")
+            f"empty arrivals {ch.empty_arrivals}, hand-off {ch.latency} cycles, release {ch.release_latency} cycles")
 
 
 def render_program(program: Program) -> str:

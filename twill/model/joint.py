@@ -33,11 +33,15 @@ def transfer_cycles(warps: Warps, nbytes: int) -> int:
     return math.ceil(warps.transfer_base + Fraction(str(warps.transfer_per_kb)) * nbytes / 1024)
 
 
+def release_cost(loop: Loop, edge: Dependence) -> int:
+    """Cycles a consumer's release (an mbarrier arrive, no data) takes to reach the producer's role."""
+    warps = loop.warps
+    return warps.mbarrier if edge.barrier == "mbarrier" else warps.named
+
+
 def handoff_cost(loop: Loop, edge: Dependence) -> int:
     """Extra delay of ``edge`` when its ends are on different roles: barrier, plus the register trip."""
-    warps = loop.warps
-    barrier = warps.mbarrier if edge.barrier == "mbarrier" else warps.named
-    return barrier + transfer_cycles(warps, register_bytes(loop.ops[edge.src]))
+    return release_cost(loop, edge) + transfer_cycles(loop.warps, register_bytes(loop.ops[edge.src]))
 
 
 def carries_registers(loop: Loop, edge: Dependence) -> bool:
@@ -51,12 +55,36 @@ def held_after_issue(loop: Loop, edge: Dependence) -> int:
     return 0 if edge.src == edge.dst or edge.release == "issue" else loop.ops[edge.dst].duration
 
 
-def lifetime(loop: Loop, starts: tuple[int, ...], ii: int, op: int) -> int:
-    """Cycles from the op's issue until its own completion and every consumer's release."""
-    t = starts
-    ends = [t[op] + loop.ops[op].duration]
-    ends += [t[e.dst] + e.distance * ii + held_after_issue(loop, e) for e in loop.edges if e.src == op]
-    return max(ends) - t[op]
+def released_after_issue(loop: Loop, edge: Dependence, cross) -> int:
+    """Cycles from the consumer's issue until the producer's role may reuse the value's storage: the
+    hold, plus the release's barrier when ``cross`` (1, or a solver literal: the ends' roles differ)."""
+    return held_after_issue(loop, edge) + release_cost(loop, edge) * cross
+
+
+def lifetime_edges(loop: Loop, op: int) -> list[Dependence]:
+    """The out-edges whose consumers keep the op's value live: all but an accumulator's own self edge
+    (its next instance writes the same storage in place)."""
+    acc = loop.ops[op].accumulator
+    return [e for e in loop.edges if e.src == op and not (acc and e.dst == op)]
+
+
+def lifetime_terms(loop: Loop, ii, start, op: int, cross) -> list:
+    """Rule 7: what L(op) covers, from its issue: its own duration (II for an accumulator, whose one
+    storage is live all the time) and each consumer's release reaching op's role. ``start`` and
+    ``ii`` are numbers or solver expressions, ``cross(a, b)`` is 1 (or a literal) when a and b are on
+    different roles; the encodings state L >= every term."""
+    own = ii if loop.ops[op].accumulator else loop.ops[op].duration
+    return [own] + [start[e.dst] + ii * e.distance - start[op]
+                    + released_after_issue(loop, e, 0 if e.dst == op else cross(op, e.dst))
+                    for e in lifetime_edges(loop, op)]
+
+
+def lifetime(loop: Loop, schedule: Schedule, op: int) -> int:
+    """Cycles from the op's issue until its own completion and every consumer's release reached its
+    role. An accumulator: II, unless another consumer holds item j past the issue of the next
+    instance (which rule 7 forbids)."""
+    roles = schedule.roles
+    return max(lifetime_terms(loop, schedule.ii, schedule.starts, op, lambda a, b: int(roles[a] != roles[b])))
 
 
 def depth(loop: Loop, schedule: Schedule, op: int) -> int:
@@ -64,17 +92,17 @@ def depth(loop: Loop, schedule: Schedule, op: int) -> int:
     fixed = loop.ops[op].depth
     if fixed is not None:
         return fixed
-    return max(1, ceil_div(lifetime(loop, schedule.starts, schedule.ii, op), schedule.ii))
+    return max(1, ceil_div(lifetime(loop, schedule, op), schedule.ii))
 
 
 def live_copies(loop: Loop, schedule: Schedule, op: int, residue: int) -> int:
     """Copies of the op's register value live at ``residue`` of the modulo timeline: its fixed depth
-    (the user fixed the ring), else floor(L/II), plus one while the last copy's remainder runs."""
+    (the user fixed the ring; one for an accumulator), else floor(L/II), plus one while the last copy's remainder runs."""
     fixed = loop.ops[op].depth
     if fixed is not None:
         return fixed
     ii = schedule.ii
-    full, rest = divmod(lifetime(loop, schedule.starts, ii, op), ii)
+    full, rest = divmod(lifetime(loop, schedule, op), ii)
     return full + ((residue - schedule.starts[op]) % ii < rest)
 
 

@@ -96,6 +96,9 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
             raise source.error(("edges", j, "release"), "`release: issue` needs src and dst on the same unit: "
                                                         "the next writer must queue behind the reader")
         edges.append(Dependence(src, dst, delay, edge.distance, edge.blocking, edge.barrier, edge.release))
+    for i, op in enumerate(ops):
+        if op.accumulator:
+            _check_accumulator(op, i, edges, source)
     edge_fields = [("edges", j) for j in range(len(edges))]
     if spec.subtile > 1:
         ops, edges, edge_fields = subtile(ops, edges, [op.subtile is not False for op in spec.ops], spec.subtile,
@@ -134,12 +137,24 @@ def _op(op: OpSpec, at: tuple, machine: MachineSpec, warps: Warps | None, source
         table.append(Reservation(res.unit, res.offset, res.cycles, res.amount))
     if warps is not None:
         _check_joint_op(op, at, warps, source)
+    if op.accumulator and op.depth not in (None, 1):
+        raise source.error(at + ("depth",), f"an accumulator has one storage, so depth 1, got {op.depth}")
     result = Op(op.name, op.latency, tuple(table), op.issue, op.warps, op.variable_latency,
-                op.registers, op.smem, op.tmem, op.depth, op.work)
+                op.registers, op.smem, op.tmem, 1 if op.accumulator else op.depth, op.work, op.accumulator)
     if op.issue is not None and op.issue > result.duration:
         raise source.error(at + ("issue",), f"issue {op.issue} cycles is longer than the op "
                                             f"itself ({result.duration} cycles)")
     return result
+
+
+def _check_accumulator(op: Op, i: int, edges: list[Dependence], source: SourceMap) -> None:
+    """An accumulator updates its own value in place: it needs one, and a self edge of distance 1."""
+    if not op.has_value:
+        raise source.error(("ops", i, "accumulator"), f"op {op.name!r} has no value (registers, smem or tmem) "
+                                                      "to accumulate into")
+    if not any(e.src == e.dst == i and e.distance == 1 for e in edges):
+        raise source.error(("ops", i, "accumulator"), f"an accumulator reads its own previous result: add the "
+                                                      f"edge {{src: {op.name}, dst: {op.name}, distance: 1}}")
 
 
 def _warps(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Warps | None:
@@ -205,7 +220,7 @@ def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int,
         if given is None:
             table = tuple(Reservation(r.unit, part(r.offset), part(r.cycles), r.amount) for r in op.reservations)
             given = Op(op.name, part(op.latency), table, part(op.issue_cycles), op.warps, op.variable_latency,
-                       part(op.registers), part(op.smem), part(op.tmem), op.depth, part(op.work))
+                       part(op.registers), part(op.smem), part(op.tmem), op.depth, part(op.work), op.accumulator)
         copies.append(list(range(len(new_ops), len(new_ops) + n)))
         new_ops += [dataclasses.replace(given, name=f"{op.name}.{j}") for j in range(n)]
     new_edges, fields = [], []

@@ -37,8 +37,9 @@ class Op:
     registers: int = 0               # per thread of the issuing role, while its result is live
     smem: int = 0                    # bytes of shared memory while its result is live
     tmem: int = 0                    # tensor-memory columns while its result is live
-    depth: int | None = None         # ring slots fixed by the user; None: as many as the lifetime needs
+    depth: int | None = None         # ring slots fixed by the user (1 for an accumulator); None: as the lifetime needs
     work: int = 0                    # useful work per iteration (e.g. FLOPs), for predicted throughput
+    accumulator: bool = False        # updates its result in place (self edge of distance 1): one storage
 
     @property
     def duration(self) -> int:

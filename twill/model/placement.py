@@ -12,7 +12,8 @@ docs/joint-model.md that reads differences of starts is then a difference constr
 * blocking (rule 6): when the awaited op is on the waiting role, the list order says which
   instance of every other op of that role was issued before it, so the drain is a difference
   constraint too;
-* fixed ring depths (rule 7): ``L(v) <= depth(v)*II`` bounds each consumer's start from above.
+* fixed ring depths (rule 7): ``L(v) <= depth(v)*II`` bounds each consumer's start from above
+  (with the release's barrier when the consumer is on another role; an accumulator has depth 1).
 
 Each constraint ``t(b) - t(a) >= const + coef*II`` is an arc; the earliest solution is the longest
 path from a zero node (Bellman-Ford), and a positive cycle is a named contradiction. Units are then
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from twill.model.joint import handoff_cost, held_after_issue
+from twill.model.joint import handoff_cost, held_after_issue, lifetime_edges, release_cost
 from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 
@@ -117,13 +118,15 @@ def structure_arcs(loop: Loop, s: Structure) -> list[Arc]:
     for v, op in enumerate(ops):
         if op.depth is None:
             continue
-        for e in (e for e in loop.edges if e.src == v):
-            hold = held_after_issue(loop, e)
+        for e in lifetime_edges(loop, v):
+            cross = s.joint and role[v] != role[e.dst]
+            hold = held_after_issue(loop, e) + (release_cost(loop, e) if cross else 0)
             arcs.append(Arc(e.dst, v, hold, e.distance - op.depth, "depth",
                             f"{name(v)} has {op.depth} ring slot(s): its consumer {name(e.dst)} "
-                            f"releases it within {op.depth}*II"))
-        arcs.append(Arc(v, v, op.duration, -op.depth, "depth",
-                        f"{name(v)} has {op.depth} ring slot(s): it completes within {op.depth}*II"))
+                            f"releases it within {op.depth}*II" + (" (its release crosses roles)" if cross else "")))
+        if not op.accumulator:  # an accumulator's storage is its own: rewritten in place, whenever it completes
+            arcs.append(Arc(v, v, op.duration, -op.depth, "depth",
+                            f"{name(v)} has {op.depth} ring slot(s): it completes within {op.depth}*II"))
     return arcs
 
 

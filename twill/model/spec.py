@@ -47,6 +47,7 @@ class OpSpec(Strict):
     smem: NonNegInt = 0                 # bytes, while its result is live
     tmem: NonNegInt = 0                 # columns, while its result is live
     depth: PosInt | None = None         # fix the ring slots of its result
+    accumulator: bool = False           # writes its result in place over the previous one (C += AB)
     subtile: bool | Name = False        # split into the loop's `subtile` sub-ops; a name: the
                                         # kind argument divided among them (costs re-evaluated)
     work: NonNegInt = 0                 # useful work per iteration (e.g. FLOPs): predicted throughput

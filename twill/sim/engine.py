@@ -133,7 +133,7 @@ class _Sim:
             q, ch = i - sig.distance, p.channels[sig.channel]
             if not ch.exists(q, self.trips):
                 continue
-            land = (t if sig.at == "issue" else complete) + ch.latency
+            land = (t if sig.at == "issue" else complete) + (ch.latency if sig.barrier == "full" else ch.release_latency)
             if sig.barrier == "full" and ch.tx_bytes:  # expect_tx: the phase also waits for the bytes
                 land = max(land, complete + ch.latency)
             self.barrier(ch.id, sig.barrier, ch.slot(q)).arrive(land)

@@ -9,7 +9,8 @@ roles; item q of u lives in slot ``q % depth`` of each. Events are taken in time
 * v's instance i reads each input edge u -> v (distance d) as item q = i - d when it issues: the
   slot must hold item q, landed. An item q < 0 is the loop-carried initial value (semantics);
 * v keeps reading the slot until it releases it (``held_after_issue``: at its completion, or at its
-  issue for an in-place update and ``release: issue``): the slot must still hold item q then;
+  issue for an in-place update and ``release: issue``), and a release from another role reaches the
+  producer the channel's ``release_latency`` later: the slot must still hold item q then;
 * an edge whose delay is below its source's duration (an accumulator updated in place, MMA after
   MMA) is ordered by the unit's in-order queue, not by the schedule: at v's issue the slot must be
   item q's (possibly still in flight), and v takes the result the slot holds at its completion;
@@ -129,7 +130,10 @@ class _Replay:
         self.rings = _Rings(trace.program)
         self.mismatch: Mismatch | None = None
         self.queued = {e for e in loop.edges if e.delay < loop.ops[e.src].duration}
-        self.held = {e for e in loop.edges if e not in self.queued and held_after_issue(loop, e) > 0}
+        held = [e for e in loop.edges if e not in self.queued and held_after_issue(loop, e) > 0]
+        roles = trace.program.schedule.roles
+        late = {c.producer: c.release_latency for c in trace.program.channels if not c.token}
+        self.held = {e: late[e.src] if roles[e.src] != roles[e.dst] else 0 for e in held}  # release delay
         self.inputs = {v: [e for e in loop.edges if e.dst == v] for v in range(len(loop.ops))}
         self._run()
 
@@ -158,20 +162,21 @@ class _Replay:
         return self._read(self.rings.ring_of[e], e.src, item, self.names[e.dst], iteration, at)
 
     def _run(self) -> None:
-        pending: list[tuple[int, int, int]] = []   # (cycle, phase, trace index)
+        pending: list[tuple[int, int, int, int]] = []   # (cycle, phase, trace index, released input)
         for index, ev in enumerate(self.trace.events):
-            pending.append((ev.issue, ISSUE, index))
+            pending.append((ev.issue, ISSUE, index, -1))
             if ev.complete == ev.issue:
-                pending.append((ev.issue, ISSUE, index))  # pops right after the read: lands at once
+                pending.append((ev.issue, ISSUE, index, -1))  # pops right after the read: lands at once
                 continue
-            pending.append((ev.issue, CLAIM, index))
-            pending.append((ev.complete, RELEASE, index))
+            pending.append((ev.issue, CLAIM, index, -1))
+            pending += [(ev.complete + self.held[e], RELEASE, index, k)
+                        for k, e in enumerate(self.inputs[ev.op]) if e in self.held]
             queued = any(e in self.queued for e in self.inputs[ev.op])
-            pending.append((ev.complete, LAND_QUEUED if queued else LAND, index))
+            pending.append((ev.complete, LAND_QUEUED if queued else LAND, index, -1))
         heapq.heapify(pending)
         reads: dict[int, list[tuple[Dependence, Any]]] = {}
         while pending:
-            _, phase, index = heapq.heappop(pending)
+            _, phase, index, k = heapq.heappop(pending)
             ev = self.trace.events[index]
             inputs = self.inputs[ev.op]
             if phase == ISSUE and index not in reads:
@@ -180,9 +185,7 @@ class _Replay:
             elif phase == CLAIM:
                 self.rings.claim(ev.op, ev.iteration)
             elif phase == RELEASE:
-                for e in inputs:
-                    if e in self.held:
-                        self._input(e, ev.iteration, "release")
+                self._input(inputs[k], ev.iteration, "release")
             else:
                 got = [(e, self._input(e, ev.iteration, "completion") if e in self.queued else value)
                        for e, value in reads.pop(index)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twill.model.graph import longest_paths
-from twill.model.joint import ceil_div, handoff_cost, held_after_issue
+from twill.model.joint import ceil_div, handoff_cost, lifetime_edges, released_after_issue
 from twill.model.loop import Loop
 
 
@@ -112,15 +112,16 @@ def max_delay(loop: Loop, edge) -> int:
 def joint_arc_weights(loop: Loop, ii: int) -> list[int]:
     """Stage weights of the joint problem's other difference constraints (docs/joint-model.md)."""
     weights = []
-    for e in loop.edges:
-        if e.blocking:
-            longest = max((op.duration for o, op in enumerate(loop.ops) if o != e.dst), default=0)
-            weights.append(ceil_div(longest + ii - 2, ii))
-        source = loop.ops[e.src]
-        if source.registers and source.depth is None:  # lifetime held, and it covers the hold (delay >= 0)
-            weights.append(e.distance + 1)
-        elif source.has_value or source.depth is not None:  # lifetime arc back from the consumer
-            weights.append(e.distance + ceil_div(held_after_issue(loop, e) + ii - 1, ii) - 1)
+    for e in (e for e in loop.edges if e.blocking):
+        longest = max((op.duration for o, op in enumerate(loop.ops) if o != e.dst), default=0)
+        weights.append(ceil_div(longest + ii - 2, ii))
+    for v, source in enumerate(loop.ops):
+        for e in lifetime_edges(loop, v):
+            if source.registers and source.depth is None:  # lifetime held, and it covers the hold (delay >= 0)
+                weights.append(e.distance + 1)
+            elif source.has_value or source.depth is not None:  # lifetime arc back from the consumer
+                hold = released_after_issue(loop, e, e.src != e.dst and e.release != "issue")
+                weights.append(e.distance + ceil_div(hold + ii - 1, ii) - 1)
     return weights
 
 

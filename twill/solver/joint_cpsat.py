@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from twill.model.joint import (THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, held_after_issue,
+from twill.model.joint import (THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, lifetime_terms,
                                register_bytes)
 from twill.model.loop import Loop
 
@@ -65,10 +65,10 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
     crossing = add_edges(model, loop, ii, start, differ)
     add_blocking(model, loop, ii, slot, start, differ)
     reach = lifetime_reach(loop, ii, stages_max)
-    depth = add_depths(model, loop, ii, start, reach)
+    depth = add_depths(model, loop, ii, start, reach, differ)
     used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
-    add_registers(model, loop, register_needs(model, loop, ii, slot, start, x, reach), used, wide, legal)
+    add_registers(model, loop, register_needs(model, loop, ii, slot, start, x, reach, differ), used, wide, legal)
     staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
     model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)
               + sum(register_bytes(ops[v]) * staged[v] for v in staged) <= w.smem)
@@ -190,18 +190,14 @@ def add_blocking(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, diff
 
 
 def lifetime_reach(loop: Loop, ii: int, stages_max: int) -> int:
-    """Turns of II that bound every lifetime when stages are at most ``stages_max``."""
-    longest = max(op.duration for op in loop.ops)
+    """Turns of II that bound every lifetime when stages are at most ``stages_max``: a consumer's
+    hold is at most the longest duration plus a release's barrier."""
+    longest = max(op.duration for op in loop.ops) + max(loop.warps.mbarrier, loop.warps.named)
     return stages_max + 1 + max((e.distance for e in loop.edges), default=0) + ceil_div(longest, ii)
 
 
-def lifetime_terms(loop: Loop, ii: int, start, v: int) -> list:
-    """Rule 7: what L(v) must cover, its own duration and each consumer's release."""
-    return [loop.ops[v].duration] + [start[e.dst] + ii * e.distance + held_after_issue(loop, e) - start[v]
-                                     for e in loop.edges if e.src == v]
-
-
-def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, reach: int) -> dict[int, cp_model.IntVar]:
+def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, reach: int,
+               differ: RoleDiffer) -> dict[int, cp_model.IntVar]:
     """Rule 7: ring depth D(v)·II >= L(v) for ops with a result or a fixed depth (then D(v) = depth)."""
     depth = {}
     for v, op in enumerate(loop.ops):
@@ -209,12 +205,13 @@ def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, reach: int) 
             continue
         low, high = (op.depth, op.depth) if op.depth is not None else (1, reach)
         d = depth[v] = model.new_int_var(low, high, f"depth_{op.name}")
-        for term in lifetime_terms(loop, ii, start, v):
+        for term in lifetime_terms(loop, ii, start, v, differ):
             model.add(ii * d >= term)
     return depth
 
 
-def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x, reach: int) -> list:
+def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x, reach: int,
+                   differ: RoleDiffer) -> list:
     """Rule 8's need per role: the overhead, the full turns floor(L/II) of its register values'
     lifetimes (their fixed depths for fixed rings), and the peak of the remainders: a cumulative over
     the modulo timeline of ``[p, p + L mod II)``, copies at p and p + II (as in add_issue), present
@@ -225,7 +222,7 @@ def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x,
     for v in free:
         name = ops[v].name
         life = model.new_int_var(0, reach * ii, f"life_{name}")
-        for term in lifetime_terms(loop, ii, start, v):
+        for term in lifetime_terms(loop, ii, start, v, differ):
             model.add(life >= term)
         full[v], rest[v] = model.new_int_var(0, reach, f"full_{name}"), model.new_int_var(0, ii - 1, f"rest_{name}")
         model.add(life == ii * full[v] + rest[v])

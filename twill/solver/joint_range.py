@@ -25,14 +25,15 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from twill.model.joint import carries_registers, ceil_div, handoff_cost, held_after_issue, register_bytes
+from twill.model.joint import (carries_registers, handoff_cost, held_after_issue, lifetime_terms,
+                               register_bytes)
 from twill.model.loop import Loop
 from twill.solver.backend import Settings
 from twill.solver.bounds import stage_bound
 from twill.solver.cpsat_params import configure
 from twill.model.schedule import Schedule
 from twill.solver.joint_cpsat import (RoleDiffer, add_registers, add_roles, dense, flag, gated,
-                                      legal_setmaxnreg, lifetime_terms)
+                                      legal_setmaxnreg, lifetime_reach)
 
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
           cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "unknown"}
@@ -155,8 +156,7 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int], windows: bo
                 model.add(start[e.src] - ii + op.duration <= start[e.dst] + ii * e.distance).only_enforce_if(
                     ~differ(o, e.dst))
 
-    longest = max(op.duration for op in ops)  # rule 7 (the depth range of joint_cpsat.add_depths at lo)
-    reach = K + 1 + max((e.distance for e in loop.edges), default=0) + ceil_div(longest, lo)
+    reach = lifetime_reach(loop, lo, K)  # rule 7 (the depth range of joint_cpsat.add_depths at lo)
     depth = {}
     for v, op in enumerate(ops):
         if not op.has_value and op.depth is None:
@@ -165,12 +165,12 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int], windows: bo
         d = depth[v] = model.new_int_var(low, high, f"depth_{op.name}")
         span = model.new_int_var(lo * low, hi * high, f"span_{op.name}")
         model.add_multiplication_equality(span, [ii, d])
-        for term in lifetime_terms(loop, ii, start, v):
+        for term in lifetime_terms(loop, ii, start, v, differ):
             model.add(span >= term)
 
     used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
-    add_registers(model, loop, relaxed_register_needs(model, loop, ii, hi, start, x, depth, reach), used, wide,
+    add_registers(model, loop, relaxed_register_needs(model, loop, ii, hi, start, x, depth, reach, differ), used, wide,
                   legal)  # rules 5 and 8
     staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
     model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)  # rules 9 and 10
@@ -212,7 +212,8 @@ def add_apart(model: cp_model.CpModel, ii, a, len_a: int, b, len_b: int, enforce
         model.add(b >= a + q * ii + len_a).only_enforce_if([*enforce, ~before])
 
 
-def relaxed_register_needs(model: cp_model.CpModel, loop: Loop, ii, hi: int, start, x, depth, reach: int) -> list:
+def relaxed_register_needs(model: cp_model.CpModel, loop: Loop, ii, hi: int, start, x, depth, reach: int,
+                           differ: RoleDiffer) -> list:
     """Rule 8, relaxed: a role's peak of live register values is at least
 
     - their average over the modulo timeline (registers x lifetime summed, over II);
@@ -226,7 +227,7 @@ def relaxed_register_needs(model: cp_model.CpModel, loop: Loop, ii, hi: int, sta
     life = {}
     for v in free:
         life[v] = model.new_int_var(0, reach * hi, f"life_{ops[v].name}")
-        for term in lifetime_terms(loop, ii, start, v):
+        for term in lifetime_terms(loop, ii, start, v, differ):
             model.add(life[v] >= term)
     turns = {v: max([0] + [e.distance for e in loop.edges if e.src == e.dst == v]) for v in free}
     points = []  # per op: copies of each free value surely live at its issue

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import z3
 
 from twill.model.joint import (THREADS_PER_WARP, ceil_div, depth, handoff_cost, held_after_issue, lifetime,
-                               register_bytes)
+                               lifetime_edges, lifetime_terms, register_bytes, released_after_issue)
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 
@@ -40,7 +40,7 @@ def add_joint(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
     solver.add([role[e.src] == role[e.dst] for e in loop.edges if e.release == "issue"])  # rule 7
     add_issue_order(solver, loop, ii, slot, role)
     add_blocking(solver, loop, ii, slot, start, role)
-    ring = add_depths(solver, loop, ii, start, ctx)
+    ring = add_depths(solver, loop, ii, start, role, ctx)
     crossing = [crosses(loop, v, role) for v in range(len(loop.ops))]
     need = register_needs(solver, loop, ii, ids, slot, start, role)
     add_registers_and_warps(solver, loop, ids, role, need, roles_used, ctx)
@@ -114,7 +114,7 @@ def add_blocking(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef]
             solver.add(z3.Implies(role[o] == role[v], start[u] - d + op.duration <= start[v] + ii * e.distance))
 
 
-def add_depths(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef],
+def add_depths(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef], role: list[z3.ArithRef],
                ctx: z3.Context) -> list[z3.ArithRef | None]:
     """Rule 7: ring depth per op whose depth matters (a value or a fixed depth), None elsewhere."""
     ring: list[z3.ArithRef | None] = []
@@ -127,12 +127,14 @@ def add_depths(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef],
         else:
             slots = z3.Int(f"D_{op.name}", ctx)
             solver.add(slots >= 1)
-        solver.add(slots * ii >= op.duration)
-        for e in loop.edges:
-            if e.src == v:
-                solver.add(slots * ii >= start[e.dst] + ii * e.distance + held_after_issue(loop, e) - start[v])
+        solver.add([slots * ii >= term for term in lifetime_terms(loop, ii, start, v, differ(role))])
         ring.append(slots)
     return ring
+
+
+def differ(role: list[z3.ArithRef]):
+    """``cross(a, b)`` for joint.lifetime_terms: 1 when ops a and b are on different roles."""
+    return lambda a, b: z3.If(role[a] == role[b], 0, 1)
 
 
 def crosses(loop: Loop, v: int, role: list[z3.ArithRef]) -> z3.BoolRef:
@@ -155,9 +157,8 @@ def register_needs(solver: z3.Solver, loop: Loop, ii: int, ids: range, slot: lis
     full, rest = {}, {}
     for v in (v for v in holders if ops[v].depth is None):
         life, full[v], rest[v] = (z3.Int(f"{x}_{ops[v].name}", ctx) for x in ("L", "Lfull", "Lrest"))
-        solver.add(life >= ops[v].duration, life == ii * full[v] + rest[v], 0 <= rest[v], rest[v] < ii)
-        solver.add([life >= start[e.dst] + ii * e.distance + held_after_issue(loop, e) - start[v]
-                    for e in loop.edges if e.src == v])
+        solver.add(life == ii * full[v] + rest[v], 0 <= rest[v], rest[v] < ii)
+        solver.add([life >= term for term in lifetime_terms(loop, ii, start, v, differ(role))])
 
     def copies(v: int, at: int) -> z3.ArithRef | int:
         if ops[v].depth is not None:
@@ -242,9 +243,9 @@ def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, in
                       for o, op in enumerate(loop.ops) if o != e.dst and roles[o] == roles[e.dst]]
     for v, op in enumerate(loop.ops):
         if op.has_value or op.depth is not None:
-            held = lifetime(loop, t, ii, v) if op.registers and op.depth is None else depth(loop, schedule, v) * ii
-            found += [(e.dst, v, ii * e.distance + held_after_issue(loop, e) - held)
-                      for e in loop.edges if e.src == v]
+            held = lifetime(loop, schedule, v) if op.registers and op.depth is None else depth(loop, schedule, v) * ii
+            found += [(e.dst, v, ii * e.distance + released_after_issue(loop, e, roles[v] != roles[e.dst]) - held)
+                      for e in lifetime_edges(loop, v)]
     return found
 
 

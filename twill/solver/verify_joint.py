@@ -72,8 +72,11 @@ def verify_joint(loop: Loop, schedule: Schedule) -> list[tuple[str, str]]:
                                           f"{waits} on role {roles[e.dst]}"))
 
     for i, op in enumerate(ops):
-        if op.depth is not None and lifetime(loop, t, ii, i) > op.depth * ii:
-            found.append(("depth", f"op {op.name}: result lives {lifetime(loop, t, ii, i)} cycles, more "
+        life = lifetime(loop, schedule, i)
+        if op.depth is not None and life > op.depth * ii:
+            found.append(("depth", f"op {op.name}: accumulator read until {life} cycles after its issue, after "
+                                   f"its next instance overwrites it (II {ii})" if op.accumulator else
+                                   f"op {op.name}: result lives {life} cycles, more "
                                    f"than its {op.depth} fixed ring slot(s) x II {ii}"))
 
     plan = layout(loop, schedule)
