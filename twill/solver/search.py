@@ -137,6 +137,7 @@ def search(loop: Loop, backend: Backend, seconds: float | None = None,
                 incumbent = _incumbent(loop, backend, budget, unpipelined, first)
     while found is None and not budget.exhausted:
         if incumbent is not None and ii == incumbent.schedule.ii:
+            result.proof.append(ProofStep(ii, ii, "feasible", backend.name, f"stage bound {incumbent.stage_bound}"))
             found = incumbent
             break
         query = Query(ii, first, hint=hint if hint is not None and hint.ii == ii else None)
