@@ -155,3 +155,22 @@ def test_shipped_machines_cite_a_source_for_every_unit():
         machine = load_machine(name)
         for unit, spec in machine.units.items():
             assert not isinstance(spec, int) and spec.source and len(spec.source) > 40, (name, unit)
+
+
+def test_unpipelined_incumbent_places_relaxed_roles_one_iteration_at_a_time():
+    """FA backward on H100: a relaxed solution with FA3's roles and issue order (specs/schedules/
+    fa3-bwd-h100.yaml), placed with every op in stage 0, gives a valid schedule without a solver."""
+    from twill.model.hand_schedule import load_hand_schedule
+    from twill.solver.search import _unpipelined
+
+    root = Path(__file__).resolve().parents[1]
+    loop = load_spec(root / "specs" / "kernels" / "fa-bwd.yaml")
+    fa3 = load_hand_schedule(root / "specs" / "schedules" / "fa3-bwd-h100.yaml", loop).structure
+    starts = [0] * len(loop.ops)
+    for ops in fa3.role_ops:
+        for position, v in enumerate(ops):
+            starts[v] = position
+    relaxed = Schedule(2560, tuple(starts), fa3.role_of)
+    placed = _unpipelined(loop, relaxed, 2560, every_ii_cap(loop))
+    assert placed is not None and not verify(loop, placed) and placed.roles == fa3.role_of
+    assert 2560 < placed.ii <= 5000 and max(placed.starts) < placed.ii  # one stage: no overlap

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from twill.model.loop import Loop
 from twill.model.objectives import levels, objective_value
+from twill.model.placement import Structure, feasible_range, place, schedule_of, structure_arcs
 from twill.model.schedule import Schedule
 from twill.solver.backend import Backend, Outcome, Query, Settings
 from twill.solver.bounds import Bounds, compute_bounds, every_ii_cap
@@ -130,8 +131,13 @@ def search(loop: Loop, backend: Backend, seconds: float | None = None,
             return result
         if hint is not None and hint.ii > ii:  # feasible first: a schedule before the sweep closes the gap
             incumbent = _incumbent(loop, backend, budget, hint, first)
+        if incumbent is None and hint is not None:  # or the relaxed roles and order, one iteration at a time
+            unpipelined = _unpipelined(loop, hint, ii, cap)
+            if unpipelined is not None:
+                incumbent = _incumbent(loop, backend, budget, unpipelined, first)
     while found is None and not budget.exhausted:
         if incumbent is not None and ii == incumbent.schedule.ii:
+            result.proof.append(ProofStep(ii, ii, "feasible", backend.name, f"stage bound {incumbent.stage_bound}"))
             found = incumbent
             break
         query = Query(ii, first, hint=hint if hint is not None and hint.ii == ii else None)
@@ -198,6 +204,45 @@ def _incumbent(loop: Loop, backend: Backend, budget: Budget, hint: Schedule, fir
                                                    budget.share(INCUMBENT_SHARE)))
     budget.charge(outcome)
     return outcome if outcome.schedule is not None else None
+
+
+# IIs probed evenly between the unpipelined structure's least II and the cap, then bisected below the first fit.
+UNPIPELINED_PROBES = 64
+
+
+def _unpipelined(loop: Loop, relaxed: Schedule, lo: int, cap: int) -> Schedule | None:
+    """A schedule with the relaxed solution's roles, each role issuing its ops in the relaxed start
+    order and every op in stage 0 (no iteration overlaps the next), placed without a solver
+    (twill.model.placement) at a low II where it verifies, or None. Only a hint: no II is judged."""
+    n = len(loop.ops)
+    s = Structure(tuple(map(str, sorted(set(relaxed.roles)))),
+                  tuple(tuple(sorted((v for v in range(n) if relaxed.roles[v] == r), key=lambda v: relaxed.starts[v]))
+                        for r in sorted(set(relaxed.roles))), (0,) * n)
+    arcs = structure_arcs(loop, s)
+    span = feasible_range(loop, s, arcs)
+    if span.empty:
+        return None
+    low, high = max(span.low, lo), min(cap, span.high if span.high is not None else cap)
+
+    def fits(ii: int) -> Schedule | None:
+        placement = place(loop, s, ii, arcs)
+        if placement.starts is None:
+            return None
+        schedule = schedule_of(s, placement)
+        return None if verify(loop, schedule) else schedule
+
+    step = max(1, (high - low) // UNPIPELINED_PROBES)
+    below, best = low - 1, None
+    for ii in range(low, high + 1, step):
+        best = fits(ii)
+        if best is not None:
+            break
+        below = ii
+    while best is not None and best.ii - below > 1:
+        mid = (below + best.ii) // 2
+        placed = fits(mid)
+        below, best = (mid, best) if placed is None else (below, placed)
+    return best
 
 
 def _infeasible_for_every_ii(loop: Loop, backend: Backend, budget: Budget, cap: int,
