@@ -117,7 +117,7 @@ def joint_arc_weights(loop: Loop, ii: int) -> list[int]:
             longest = max((op.duration for o, op in enumerate(loop.ops) if o != e.dst), default=0)
             weights.append(ceil_div(longest + ii - 2, ii))
         source = loop.ops[e.src]
-        if source.registers and source.depth is None:  # lifetime held, and it covers the hold (delay >= 0)
+        if source.own_registers and source.depth is None:  # lifetime held, and it covers the hold (delay >= 0)
             weights.append(e.distance + 1)
         elif source.has_value or source.depth is not None:  # lifetime arc back from the consumer
             weights.append(e.distance + ceil_div(held_after_issue(loop, e) + ii - 1, ii) - 1)
