@@ -68,12 +68,18 @@ def issue_of(op) -> int:
 
 
 def value_bytes(op) -> int:
+    """Bytes a reader on another role needs moved (a result written over an input's registers too)."""
     return op.registers * 4 * THREADS_PER_WARP * op.warps
 
 
 def barrier(loop: Loop, edge) -> int:
     """Cycles of the edge's barrier: all a consumer's release (an arrive, no data) costs across roles."""
     return loop.warps.mbarrier if edge.barrier == "mbarrier" else loop.warps.named
+
+
+def allocated(op) -> int:
+    """Registers per thread the result takes while live: none when written over an input's."""
+    return 0 if op.overwrites is not None else op.registers
 
 
 def handoff(loop: Loop, edge) -> int:
@@ -166,7 +172,7 @@ class _Instance:
     def timed(self, v: int) -> bool:
         """A register value without a fixed depth: enumerated by its lifetime, not its ring depth."""
         op = self.loop.ops[v]
-        return op.registers > 0 and op.depth is None
+        return allocated(op) > 0 and op.depth is None
 
     def _has_value(self, v: int) -> bool:
         op = self.loop.ops[v]
@@ -199,6 +205,8 @@ class _Instance:
             return False
         if any(e.release == "issue" and roles[e.src] != roles[e.dst] for e in self.loop.edges):
             return False
+        if any(op.overwrites is not None and roles[op.overwrites] != roles[v] for v, op in enumerate(ops)):
+            return False  # an op writes over its input's registers on the input's role
         return all(i <= self.ii for i in self.issue)
 
     # --- charges of a depth/lifetime vector (rules 8-10), monotone in it --------------------------
@@ -226,9 +234,9 @@ class _Instance:
         for r in wide:  # the peak over every residue of the registers live at once
             live = [0] * self.ii
             for v, op in enumerate(ops):
-                if roles[v] == r and op.registers:
+                if roles[v] == r and allocated(op):
                     for x, n in enumerate(self.copies(v, depth[v], p[v])):
-                        live[x] += op.registers * n
+                        live[x] += allocated(op) * n
             need[r] = w.overhead + max(live)
         if any(x > w.max_registers for x in need.values()):
             return False
@@ -473,5 +481,29 @@ def accumulator_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``accumulator_loop(seed)`` over II in [MII, MII + span]."""
     from twill.solver.bounds import compute_bounds
     loop = accumulator_loop(seed)
+    mii = compute_bounds(loop).mii
+    return joint_oracle(loop, mii + span, mii)
+
+
+def overwrite_loop(seed: int) -> Loop:
+    """``register_loop(seed)`` where about half the ops read a register value write their result over
+    it (``overwrites``): no registers of their own, the input's role, and the data size of their
+    result (their own registers, else the input's, as the loader fills it) for readers elsewhere."""
+    from dataclasses import replace
+    knobs = random.Random(f"overwrite-joint-{seed}")
+    base = register_loop(seed)
+    ops = list(base.ops)
+    for e in base.edges:
+        src, dst = ops[e.src], ops[e.dst]
+        if e.src != e.dst and src.registers and dst.overwrites is None and knobs.random() < 0.5:
+            ops[e.dst] = replace(dst, overwrites=e.src, registers=dst.registers or src.registers)
+    return replace(base, ops=tuple(ops))
+
+
+@functools.lru_cache(maxsize=None)
+def overwrite_optimum(seed: int, span: int = 6) -> JointOptimum | None:
+    """The oracle on ``overwrite_loop(seed)`` over II in [MII, MII + span]."""
+    from twill.solver.bounds import compute_bounds
+    loop = overwrite_loop(seed)
     mii = compute_bounds(loop).mii
     return joint_oracle(loop, mii + span, mii)

@@ -74,6 +74,8 @@ edges:
   - {src: S, dst: P, blocking: true}
 """
 
+OVERWRITES = JOINT.replace("latency: 1, smem: 512}", "latency: 1, overwrites: S}")  # P is written over S
+
 JOINT_CASES = [
     ("warps-not-a-group", JOINT.replace("warps: 4,", "warps: 3,"), 9, "ops[0].warps", "warpgroup of 4"),
     ("too-many-registers", JOINT.replace("registers: 64", "registers: 240"), 9, "ops[0].registers",
@@ -99,6 +101,16 @@ JOINT_CASES = [
      + "  - {src: S, dst: S, distance: 1}\n", 9, "ops[0].accumulator", "has no value"),
     ("accumulator-deeper", JOINT.replace("registers: 64}", "registers: 64, accumulator: true, depth: 2}")
      + "  - {src: S, dst: S, distance: 1}\n", 9, "ops[0].depth", "one storage"),
+    ("overwrites-unknown-op", OVERWRITES.replace("overwrites: S", "overwrites: Q"), 10, "ops[1].overwrites",
+     "unknown op 'Q'"),
+    ("overwrites-not-an-input", OVERWRITES.replace("{src: S, dst: P, blocking: true}", "{src: P, dst: S}"), 10,
+     "ops[1].overwrites", "no edge S -> P"),
+    ("overwrites-itself", OVERWRITES.replace("overwrites: S", "overwrites: P"), 10, "ops[1].overwrites",
+     "not an input"),
+    ("overwrites-no-registers", OVERWRITES.replace("registers: 64", "smem: 64"), 10, "ops[1].overwrites",
+     "holds no registers"),
+    ("overwrites-another-part", OVERWRITES.replace("overwrites: S", "overwrites: S, subtile: true") + "subtile: 2\n",
+     10, "ops[1].overwrites", "'P' is split into 2 parts and 'S' is not"),
 ]
 
 

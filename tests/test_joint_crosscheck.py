@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from joint_oracle import (accumulator_loop, accumulator_optimum, canonical_roles, feasible_at, joint_oracle,
-                          optimum_at, register_loop, register_optimum, stage_bound as oracle_stage_bound, tiny_loop,
-                          tiny_optimum)
+                          optimum_at, overwrite_loop, overwrite_optimum, register_loop, register_optimum,
+                          stage_bound as oracle_stage_bound, tiny_loop, tiny_optimum)
 from oracle import oracle as pure_oracle
 from twill.model.generate import loop_to_spec, random_joint_loop, random_loop
 from twill.model.joint import depth, layout
@@ -39,6 +39,7 @@ SPAN = 6                      # the oracle looks at II in [MII, MII + SPAN]
 SEARCH_SEEDS = [s for s in range(20) if tiny_optimum(s, SPAN) is not None][:6]  # through twill.solver.search
 REGISTER_SEEDS = range(40)    # register-heavy tiny loops (joint_oracle.register_loop)
 ACCUMULATOR_SEEDS = range(30)  # tiny loops with an accumulator (joint_oracle.accumulator_loop)
+OVERWRITE_SEEDS = [s for s in range(40) if any(o.overwrites is not None for o in overwrite_loop(s).ops)]
 MEDIUM_SEEDS = range(1, 8)    # 5-7 ops: CP-SAT against Z3 only
 SECONDS = 30.0                # deterministic seconds per query: far above what these need
 
@@ -58,12 +59,14 @@ def check_outcome(loop: Loop, outcome, objective: str) -> None:
 
 
 FAMILIES = {"tiny": (tiny_loop, tiny_optimum), "registers": (register_loop, register_optimum),
-            "accumulators": (accumulator_loop, accumulator_optimum)}
+            "accumulators": (accumulator_loop, accumulator_optimum),
+            "overwrites": (overwrite_loop, overwrite_optimum)}
 
 
 @pytest.mark.parametrize("family, seed", [("tiny", s) for s in AGREEMENT_SEEDS]
                          + [("registers", s) for s in REGISTER_SEEDS]
-                         + [("accumulators", s) for s in ACCUMULATOR_SEEDS])
+                         + [("accumulators", s) for s in ACCUMULATOR_SEEDS]
+                         + [("overwrites", s) for s in OVERWRITE_SEEDS])
 @pytest.mark.parametrize("name", ["cpsat", "z3"])
 def test_backend_agrees_with_oracle(name, family, seed):
     make, optimum = FAMILIES[family]

@@ -124,3 +124,35 @@ def test_without_subtiling_flash_attention_needs_more():
     # B200: a 256-row S in one warpgroup's registers is 256 per thread: no role can hold it at all.
     with pytest.raises(SpecError, match="256 registers"):
         load_spec(KERNELS / "fa-fwd.yaml", "b200", {"tiles": 1})
+
+
+def test_p_is_written_over_s_and_pays_to_leave_its_role():
+    """exp writes P over S (``overwrites``): it allocates no registers, must stay on S's role, and a
+    reader on another role pays for P's 64 KiB like any register value (the saved B200 optimum at
+    II 3650 once moved P to another warpgroup for free)."""
+    from dataclasses import replace
+
+    from twill.model.hand_schedule import load_hand_schedule
+    from twill.model.joint import crossing_register_values
+    from twill.model.objectives import objective_value
+    from twill.solver.verify import verify
+
+    loop = load_spec(KERNELS / "fa-fwd.yaml", "b200")
+    index = {op.name: i for i, op in enumerate(loop.ops)}
+    exp, lds, rowsum = (index[name] for name in ("exp.0", "ldS.0", "rowsum.0"))
+    assert loop.ops[exp].overwrites == lds and loop.ops[exp].own_registers == 0
+    assert loop.ops[exp].registers == loop.ops[lds].registers == 128
+    hopper = load_spec(KERNELS / "fa-fwd.yaml", "h100")
+    assert {(op.name, hopper.ops[op.overwrites].name) for op in hopper.ops if op.overwrites is not None} == \
+        {("exp.0", "qk.0"), ("exp.1", "qk.1")}
+
+    saved = load_hand_schedule(KERNELS.parents[1] / "kernels" / "fa-fwd-b200.schedule.yaml", loop).schedule
+    assert verify(loop, saved) == []
+    assert [loop.ops[v].name for v in crossing_register_values(loop, saved.roles)] == ["alpha.0", "alpha.1"]
+    assert objective_value(loop, saved, "handoff_bytes") == 1024
+    elsewhere = next(r for r in set(saved.roles) if r not in (saved.roles[exp], saved.roles[index["loadK"]]))
+    moved = replace(saved, roles=tuple(elsewhere if v == rowsum else r for v, r in enumerate(saved.roles)))
+    assert objective_value(loop, moved, "handoff_bytes") == 1024 + 128 * 4 * 32 * 4
+    assert "dependence" in {v.constraint for v in verify(loop, moved)}  # the 64 KiB trip takes time
+    apart = replace(saved, roles=tuple(elsewhere if v == exp else r for v, r in enumerate(saved.roles)))
+    assert "overwrites" in {v.constraint for v in verify(loop, apart)}

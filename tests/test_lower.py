@@ -120,9 +120,12 @@ def test_fa3_program_has_shared_kv_rings_ping_pong_tokens_and_wait_group_semanti
     name = {ch.name: ch for ch in program.channels}
     for kv in ("loadK", "loadV"):
         assert name[kv].depth == 2 and name[kv].empty_arrivals == 2 and name[kv].tx_bytes == 128 * 128 * 2
-    tokens = sorted(ch.name for ch in program.channels if ch.token)
+    tokens = [ch for ch in program.channels if ch.token]
     # the tensor core alternates between the two consumer warpgroups: one token each way
-    assert len(tokens) == 2 and all(t.startswith("tc:") for t in tokens)
+    tc = [ch for ch in tokens if ch.name.startswith("tc:")]
+    assert len(tc) == 2 and {(ch.producer_role, ch.consumer_roles) for ch in tc} == {(1, (2,)), (2, (1,))}
+    # closer pairs get no token (test_the_schedule_satisfies_every_wait_of_its_program: tokens never delay it)
+    assert all("less than a 30-cycle token" in text or "more than once" in text for text in program.unordered)
     assert {program.channels[0].producer_role} == {0} and len(program.roles) == 3
     index = {op.name: i for i, op in enumerate(loop.ops)}
     for half in ("0", "1"):

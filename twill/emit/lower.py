@@ -11,8 +11,9 @@ Rules, per edge u -> v (distance d):
 * a blocking edge also makes v wait for every asynchronous op of its role issued before u (the
   latest such instance of each, from the schedule's times): wgmma.wait_group semantics, so work
   issued after u may stay in flight;
-* an in-order unit (capacity 1) whose asynchronous ops come from several roles gets order tokens
-  between consecutive uses by different roles, in the schedule's order (FA3's ping-pong).
+* a unit with one instance used by several roles gets order tokens between consecutive uses by
+  different roles, in the schedule's order (FA3's ping-pong on the tensor core), where the schedule
+  leaves the token's barrier time between the two issues; the other pairs are listed as unordered.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def lower(loop: Loop, schedule: Schedule) -> Program:
     builder.order_tokens()
     roles = tuple(RoleProgram(r.id, r.warps, r.setmaxnreg, r.registers, builder.steps(r.ops))
                   for r in layout(loop, schedule).roles)
-    return Program(loop, schedule, roles, tuple(builder.channels), values)
+    return Program(loop, schedule, roles, tuple(builder.channels), values, tuple(builder.unordered))
 
 
 def _value(loop: Loop, schedule: Schedule, v: int) -> Value:
@@ -61,6 +62,7 @@ class _Builder:
     def __init__(self, loop: Loop, schedule: Schedule):
         self.loop, self.schedule = loop, schedule
         self.channels: list[Channel] = []
+        self.unordered: list[str] = []
         self.waits: dict[int, list[Wait]] = defaultdict(list)
         self.local_waits: dict[int, dict[int, int]] = defaultdict(dict)  # op -> awaited op -> distance
         self.signals: dict[int, list[Signal]] = defaultdict(list)
@@ -116,18 +118,31 @@ class _Builder:
                 self._local_wait(e.dst, o, -((s.starts[e.src] - e.distance * s.ii - 1 - s.starts[o]) // s.ii))
 
     def order_tokens(self) -> None:
-        loop, s = self.loop, self.schedule
+        """Tokens between consecutive uses of a one-instance unit by different roles; the pairs that get
+        none (too close for the token's barrier, or an op holding the unit more than once) are noted
+        in ``unordered``: there the hardware's arbitration, not the schedule, decides the order."""
+        loop, s, latency = self.loop, self.schedule, self.loop.warps.named
+        names = lambda v: loop.ops[v].name  # noqa: E731
         for unit, capacity in sorted(loop.capacity.items()):
-            if capacity != 1:
+            holds = [(v, r) for v, op in enumerate(loop.ops) for r in op.reservations if r.unit == unit]
+            if capacity != 1 or len({s.roles[v] for v, _ in holds}) < 2:
                 continue
+            repeated = sorted({v for v, _ in holds if sum(w == v for w, _ in holds) > 1})
+            if repeated:
+                self.unordered.append(f"unit {unit}: {', '.join(map(names, repeated))} hold it more than once "
+                                      "(no token)")
             uses = sorted(((s.starts[v] + r.offset) % s.ii, s.starts[v] + r.offset, v)
-                          for v, op in enumerate(loop.ops) if op.issue < op.duration
-                          for r in op.reservations if r.unit == unit)
-            if len({s.roles[v] for _, _, v in uses}) < 2:
-                continue
+                          for v, r in holds if v not in repeated)
             for (_, at_a, a), (_, at_b, b) in zip(uses, uses[1:] + uses[:1]):
-                if s.roles[a] != s.roles[b]:
-                    self._token(unit, a, b, (at_a - at_b) // s.ii + 1)
+                if s.roles[a] == s.roles[b]:
+                    continue
+                distance = (at_a - at_b) // s.ii + 1
+                gap = s.starts[b] + distance * s.ii - s.starts[a]
+                if gap >= latency:
+                    self._token(unit, a, b, distance)
+                else:
+                    self.unordered.append(f"unit {unit}: {names(a)} then {names(b)} issue {gap} cycles apart on "
+                                          f"roles {s.roles[a]} and {s.roles[b]}, less than a {latency}-cycle token")
 
     def _token(self, unit: str, a: int, b: int, distance: int) -> None:
         """b of iteration i + distance uses ``unit`` right after a of iteration i: a passes b a token

@@ -146,6 +146,7 @@ class Program:
     roles: tuple[RoleProgram, ...]
     channels: tuple[Channel, ...]
     values: tuple[Value, ...]       # one per op, indexed by op
+    unordered: tuple[str, ...] = ()  # cross-role uses of a unit no token orders (docs/pipeline.md)
 
     @property
     def ii(self) -> int:

@@ -54,6 +54,9 @@ def render_program(program: Program) -> str:
     if kept:
         lines.append("register rings (copies kept per role, slot = iteration % depth): "
                      + ", ".join(f"{loop.ops[v.op].name} x{v.depth}" for v in kept))
+    if program.unordered:
+        lines.append("unordered (the hardware picks the order; greedy issue may then run slower than II):")
+        lines += [f"  {text}" for text in program.unordered]
     for role in program.roles:
         lines += _role(program, role)
     return "\n".join(lines)

@@ -156,6 +156,8 @@ def loop_to_spec(loop: Loop) -> dict[str, Any]:
                                    ("registers", 0), ("smem", 0), ("tmem", 0), ("depth", None)):
                 if getattr(op, field) != default:
                     entry["issue" if field == "issue_cycles" else field] = getattr(op, field)
+            if op.overwrites is not None:
+                entry["overwrites"] = loop.ops[op.overwrites].name
         if op.work:
             entry["work"] = op.work
         ops.append(entry)
@@ -283,7 +285,7 @@ def random_warps(rng: random.Random, ops: list[Op] | tuple[Op, ...], edges: tupl
     if max_warps is None:
         max_warps = rng.choice((4, 8, 8, 12, 16))
     overhead = rng.choice((0, 8))
-    regs = [op.registers * d for op, d in zip(ops, least)]
+    regs = [op.own_registers * d for op, d in zip(ops, least)]
     producer = sum(r for r, op in zip(regs, ops) if op.variable_latency)  # all on one role
     largest = overhead + max(regs + [producer])
     total = overhead + sum(regs)

@@ -21,7 +21,8 @@ def ceil_div(a: int, b: int) -> int:
 
 
 def register_bytes(op: Op) -> int:
-    """Size of an op's register result over all threads that issue it."""
+    """Size of an op's register result over all threads that issue it (also of one written over an
+    input's registers: it allocates none, but a reader on another role still needs it moved)."""
     return op.registers * BYTES_PER_REGISTER * THREADS_PER_WARP * op.warps
 
 
@@ -46,6 +47,18 @@ def handoff_cost(loop: Loop, edge: Dependence) -> int:
 
 def carries_registers(loop: Loop, edge: Dependence) -> bool:
     return loop.ops[edge.src].registers > 0
+
+
+# Why two ops a and b must be on one role, by the verifier's constraint name.
+ONE_ROLE = {"release": "{a} -> {b} releases at issue, which needs one issuing role (in-order issue)",
+            "overwrites": "{b} writes over the registers of {a}, which only {a}'s role holds"}
+
+
+def same_role_pairs(loop: Loop) -> list[tuple[int, int, str]]:
+    """(a, b, why) for ops that one role must issue, ``why`` a key of ONE_ROLE: the ends of a
+    ``release: issue`` edge (rule 7) and an op with the input whose registers it overwrites (rule 8)."""
+    return ([(e.src, e.dst, "release") for e in loop.edges if e.release == "issue"]
+            + [(op.overwrites, v, "overwrites") for v, op in enumerate(loop.ops) if op.overwrites is not None])
 
 
 def held_after_issue(loop: Loop, edge: Dependence) -> int:
@@ -110,8 +123,8 @@ def register_peak(loop: Loop, schedule: Schedule, ops: list[int]) -> int:
     """The most registers per thread the register values of ``ops`` hold at once, over the modulo
     timeline. Their sum is a step function of the residue that rises only where some value's copy
     begins, so the start residues of the values are the only candidates for the peak."""
-    holders = [v for v in ops if loop.ops[v].registers]
-    return max((sum(loop.ops[v].registers * live_copies(loop, schedule, v, schedule.starts[u]) for v in holders)
+    holders = [v for v in ops if loop.ops[v].own_registers]
+    return max((sum(loop.ops[v].own_registers * live_copies(loop, schedule, v, schedule.starts[u]) for v in holders)
                 for u in holders), default=0)
 
 

@@ -100,9 +100,12 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
         if op.accumulator:
             _check_accumulator(op, i, edges, source)
     edge_fields = [("edges", j) for j in range(len(edges))]
+    ops = _overwrites(spec, index, ops, warps is not None, source)
     if spec.subtile > 1:
         ops, edges, edge_fields = subtile(ops, edges, [op.subtile is not False for op in spec.ops], spec.subtile,
                                           parts, spec.edges)
+    ops = [op if op.overwrites is None or op.registers else
+           dataclasses.replace(op, registers=_value_registers(ops, op.overwrites)) for op in ops]
 
     # A cycle of same-iteration dependences with positive total delay can never be scheduled.
     same_iteration = [(j, e) for j, e in enumerate(edges) if e.distance == 0]
@@ -114,6 +117,40 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
                            "infeasible for every II")
     capacity = {unit: machine.capacity(unit) for unit in machine.units}
     return Loop(spec.name, capacity, tuple(ops), tuple(edges), warps)
+
+
+def _overwrites(spec: LoopSpec, index: dict[str, int], ops: list[Op], joint: bool, source: SourceMap) -> list[Op]:
+    """``ops`` with ``overwrites`` resolved to op indices, each checked: an input of the op (an edge from
+    it), holding registers (joint problems), and split into parts exactly when the op is (part j
+    overwrites part j)."""
+    resolved = list(ops)
+    for i, op in enumerate(spec.ops):
+        if op.overwrites is None:
+            continue
+        at, name = ("ops", i, "overwrites"), op.overwrites
+        if name not in index:
+            raise source.error(at, f"unknown op {name!r}")
+        j = index[name]
+        if j == i or not any(e.src == name and e.dst == op.name for e in spec.edges):
+            raise source.error(at, f"{name!r} is not an input of {op.name!r} (no edge {name} -> {op.name})")
+        if spec.subtile > 1 and (op.subtile is False) != (spec.ops[j].subtile is False):
+            split, whole = (op.name, name) if op.subtile is not False else (name, op.name)
+            raise source.error(at, f"{split!r} is split into {spec.subtile} parts and {whole!r} is not: "
+                                   "a part overwrites the same part of its input")
+        resolved[i] = dataclasses.replace(ops[i], overwrites=j)
+    for i, op in enumerate(resolved):
+        if joint and op.overwrites is not None and not _value_registers(resolved, op.overwrites):
+            raise source.error(("ops", i, "overwrites"), f"{spec.ops[i].overwrites!r} holds no registers to write over")
+    return resolved
+
+
+def _value_registers(ops: list[Op], v: int) -> int:
+    """The registers op ``v``'s result holds: its own, or those of the input it overwrites."""
+    seen = set()
+    while not ops[v].registers and ops[v].overwrites is not None and v not in seen:
+        seen.add(v)
+        v = ops[v].overwrites
+    return ops[v].registers
 
 
 def _op(op: OpSpec, at: tuple, machine: MachineSpec, warps: Warps | None, source: SourceMap,
@@ -188,7 +225,7 @@ def _check_joint_op(op: OpSpec, at: tuple, warps: Warps, source: SourceMap) -> N
                                             f"got {op.warps}")
     if op.warps > warps.max_warps:
         raise source.error(at + ("warps",), f"needs {op.warps} warps, at most {warps.max_warps} exist")
-    if warps.overhead + op.registers > warps.max_registers:
+    if op.overwrites is None and warps.overhead + op.registers > warps.max_registers:
         raise source.error(at + ("registers",), f"{op.registers} registers plus the per-role overhead "
                                                 f"{warps.overhead} exceed {warps.max_registers} per thread")
     for memory in ("smem", "tmem"):
@@ -223,6 +260,10 @@ def subtile(ops: list[Op], edges: list[Dependence], marked: list[bool], n: int,
                        part(op.registers), part(op.smem), part(op.tmem), op.depth, part(op.work), op.accumulator)
         copies.append(list(range(len(new_ops), len(new_ops) + n)))
         new_ops += [dataclasses.replace(given, name=f"{op.name}.{j}") for j in range(n)]
+    for op, own in zip(ops, copies):  # part j overwrites part j of its input (or the whole: the whole)
+        if op.overwrites is not None:
+            for j, v in enumerate(own):
+                new_ops[v] = dataclasses.replace(new_ops[v], overwrites=copies[op.overwrites][j])
     new_edges, fields = [], []
     for j, e in enumerate(edges):
         delay = e.delay

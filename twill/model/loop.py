@@ -34,12 +34,13 @@ class Op:
     issue_cycles: int | None = None  # cycles the issuing role is busy; None: the whole duration (synchronous)
     warps: int = 1                   # warps that must issue it together (1, or a warpgroup)
     variable_latency: bool = False   # goes on the dedicated producer role
-    registers: int = 0               # per thread of the issuing role, while its result is live
+    registers: int = 0               # per thread of the issuing role: the size of its register result
     smem: int = 0                    # bytes of shared memory while its result is live
     tmem: int = 0                    # tensor-memory columns while its result is live
     depth: int | None = None         # ring slots fixed by the user (1 for an accumulator); None: as the lifetime needs
     work: int = 0                    # useful work per iteration (e.g. FLOPs), for predicted throughput
     accumulator: bool = False        # updates its result in place (self edge of distance 1): one storage
+    overwrites: int | None = None    # the input whose registers its result is written over (in place)
 
     @property
     def duration(self) -> int:
@@ -52,6 +53,11 @@ class Op:
 
     def shares_unit(self, other: "Op") -> bool:
         return bool({r.unit for r in self.reservations} & {r.unit for r in other.reservations})
+
+    @property
+    def own_registers(self) -> int:
+        """Registers per thread its result allocates while live: none when written over an input's."""
+        return 0 if self.overwrites is not None else self.registers
 
     @property
     def has_value(self) -> bool:

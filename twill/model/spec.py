@@ -44,6 +44,7 @@ class OpSpec(Strict):
     warps: PosInt = 1                   # warps that issue it together: 1 or a warpgroup
     variable_latency: bool = False
     registers: NonNegInt = 0            # per thread, while its result is live
+    overwrites: Name | None = None      # an input whose registers its result is written over (in place)
     smem: NonNegInt = 0                 # bytes, while its result is live
     tmem: NonNegInt = 0                 # columns, while its result is live
     depth: PosInt | None = None         # fix the ring slots of its result

@@ -117,7 +117,7 @@ def joint_arc_weights(loop: Loop, ii: int) -> list[int]:
         weights.append(ceil_div(longest + ii - 2, ii))
     for v, source in enumerate(loop.ops):
         for e in lifetime_edges(loop, v):
-            if source.registers and source.depth is None:  # lifetime held, and it covers the hold (delay >= 0)
+            if source.own_registers and source.depth is None:  # lifetime held, and it covers the hold (delay >= 0)
                 weights.append(e.distance + 1)
             elif source.has_value or source.depth is not None:  # lifetime arc back from the consumer
                 hold = released_after_issue(loop, e, e.src != e.dst and e.release != "issue")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from twill.model.joint import (THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, lifetime_terms,
-                               register_bytes)
+                               register_bytes, same_role_pairs)
 from twill.model.loop import Loop
 
 
@@ -60,8 +60,8 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
     differ = RoleDiffer(model, x)
 
     add_issue(model, loop, ii, slot, x)
-    for e in (e for e in loop.edges if e.release == "issue"):  # rule 7: the release needs one issuer
-        model.add(differ(e.src, e.dst) == 0)
+    for a, b, _ in same_role_pairs(loop):  # rules 7 and 8: one issuer, or the role holding the registers
+        model.add(differ(a, b) == 0)
     crossing = add_edges(model, loop, ii, start, differ)
     add_blocking(model, loop, ii, slot, start, differ)
     reach = lifetime_reach(loop, ii, stages_max)
@@ -217,7 +217,7 @@ def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x,
     the modulo timeline of ``[p, p + L mod II)``, copies at p and p + II (as in add_issue), present
     when the value is on the role. L is at least every lifetime term; a longer one only holds more."""
     ops = loop.ops
-    free = [v for v, op in enumerate(ops) if op.registers and op.depth is None]
+    free = [v for v, op in enumerate(ops) if op.own_registers and op.depth is None]
     full, rest = {}, {}
     for v in free:
         name = ops[v].name
@@ -231,15 +231,15 @@ def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x,
         model.add(ends[v] == slot[v] + rest[v])
     needs = []
     for r in range(len(x[0])):
-        turns = [op.registers * (op.depth * x[v][r] if op.depth is not None
-                                 else gated(model, full[v], x[v][r], f"turns_{op.name}_{r}"))
-                 for v, op in enumerate(ops) if op.registers]
-        peak = model.new_int_var(0, sum(ops[v].registers for v in free), f"peak_{r}")
+        turns = [op.own_registers * (op.depth * x[v][r] if op.depth is not None
+                                     else gated(model, full[v], x[v][r], f"turns_{op.name}_{r}"))
+                 for v, op in enumerate(ops) if op.own_registers]
+        peak = model.new_int_var(0, sum(ops[v].own_registers for v in free), f"peak_{r}")
         remainders = [model.new_optional_interval_var(slot[v] + copy * ii, rest[v], ends[v] + copy * ii,
                                                       x[v][r], f"rest_{ops[v].name}_{r}@{copy}")
                       for v in free for copy in (0, 1)]
         if remainders:
-            model.add_cumulative(remainders, [ops[v].registers for v in free for _ in (0, 1)], peak)
+            model.add_cumulative(remainders, [ops[v].own_registers for v in free for _ in (0, 1)], peak)
         needs.append(loop.warps.overhead + sum(turns) + peak)
     return needs
 

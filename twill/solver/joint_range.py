@@ -8,8 +8,8 @@ sum to at most II", and rule 6 only what ``d <= II`` implies (``t(u) - II + dur(
 II·distance``); the fine pass adds both rules' residue windows near the diagonal (add_apart); rule
 8's peak of live registers keeps only the bounds of ``relaxed_register_needs``. Every other rule is
 kept exactly: dependences with hand-offs, lifetimes and ring depths (``D(v)·II >= L(v)``, a
-product), setmaxnreg, warps, shared and tensor memory, the producer role, the ban and one issuing
-role for ``release: issue`` edges.
+product), setmaxnreg, warps, shared and tensor memory, the producer role, the ban and one role for
+the ends of ``release: issue`` edges and for an op and the input it overwrites.
 
 Every schedule of the joint problem at an II in [lo, hi] satisfies the relaxation (with the same
 starts, roles and depths), so a range of II without a relaxed solution has no schedule, and if
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from twill.model.joint import (carries_registers, handoff_cost, held_after_issue, lifetime_terms,
-                               register_bytes)
+from twill.model.joint import (carries_registers, handoff_cost, held_after_issue, lifetime_terms, register_bytes,
+                               same_role_pairs)
 from twill.model.loop import Loop
 from twill.solver.backend import Settings
 from twill.solver.bounds import stage_bound
@@ -130,8 +130,8 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int], windows: bo
     differ = RoleDiffer(model, x)
     for r in range(count):  # rule 3, relaxed
         model.add(sum(op.issue * x[v][r] for v, op in enumerate(ops) if op.issue) <= ii)
-    for e in (e for e in loop.edges if e.release == "issue"):  # rule 7: the release needs one issuer
-        model.add(differ(e.src, e.dst) == 0)
+    for a, b, _ in same_role_pairs(loop):  # rules 7 and 8: one issuer, or the role holding the registers
+        model.add(differ(a, b) == 0)
     for unit, capacity in loop.capacity.items():  # rule 2, relaxed
         model.add(loop.usage(unit) <= capacity * ii)
     if windows:
@@ -223,7 +223,7 @@ def relaxed_register_needs(model: cp_model.CpModel, loop: Loop, ii, hi: int, sta
 
     Fixed rings count their depth."""
     ops = loop.ops
-    free = [v for v, op in enumerate(ops) if op.registers and op.depth is None]
+    free = [v for v, op in enumerate(ops) if op.own_registers and op.depth is None]
     life = {}
     for v in free:
         life[v] = model.new_int_var(0, reach * hi, f"life_{ops[v].name}")
@@ -240,15 +240,16 @@ def relaxed_register_needs(model: cp_model.CpModel, loop: Loop, ii, hi: int, sta
         points.append(live)
     needs = []
     for r in range(len(x[0])):
-        fixed = sum(op.registers * op.depth * x[v][r] for v, op in enumerate(ops) if op.registers and op.depth is not None)
-        peak = model.new_int_var(0, sum(ops[v].registers * reach for v in free), f"peak_{r}")
+        fixed = sum(op.own_registers * op.depth * x[v][r] for v, op in enumerate(ops)
+                    if op.own_registers and op.depth is not None)
+        peak = model.new_int_var(0, sum(ops[v].own_registers * reach for v in free), f"peak_{r}")
         for v in (v for v in free if ops[v].duration):
-            model.add(peak >= ops[v].registers * depth[v]).only_enforce_if(x[v][r])
+            model.add(peak >= ops[v].own_registers * depth[v]).only_enforce_if(x[v][r])
         for live in points:
-            model.add(peak >= sum(ops[v].registers * n * x[v][r] for v, n in live.items()))
+            model.add(peak >= sum(ops[v].own_registers * n * x[v][r] for v, n in live.items()))
         average = model.new_int_var(0, max(peak.proto.domain) * hi, f"average_{r}")
         model.add_multiplication_equality(average, [ii, peak])
-        model.add(average >= sum(ops[v].registers * gated(model, life[v], x[v][r], f"held_{ops[v].name}_{r}")
+        model.add(average >= sum(ops[v].own_registers * gated(model, life[v], x[v][r], f"held_{ops[v].name}_{r}")
                                  for v in free))
         needs.append(loop.warps.overhead + fixed + peak)
     return needs

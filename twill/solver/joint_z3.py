@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import z3
 
 from twill.model.joint import (THREADS_PER_WARP, ceil_div, depth, handoff_cost, held_after_issue, lifetime,
-                               lifetime_edges, lifetime_terms, register_bytes, released_after_issue)
+                               lifetime_edges, lifetime_terms, register_bytes, released_after_issue,
+                               same_role_pairs)
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 
@@ -37,7 +38,7 @@ def add_joint(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
     """Add rules 3-11 (rule 1's hand-offs: ``handoff``)."""
     ctx, ids = solver.ctx, range(min(len(loop.ops), loop.warps.max_warps))  # a role takes >= 1 warp
     role, roles_used = add_roles(solver, loop, ids, ctx)
-    solver.add([role[e.src] == role[e.dst] for e in loop.edges if e.release == "issue"])  # rule 7
+    solver.add([role[a] == role[b] for a, b, _ in same_role_pairs(loop)])  # rules 7 and 8
     add_issue_order(solver, loop, ii, slot, role)
     add_blocking(solver, loop, ii, slot, start, role)
     ring = add_depths(solver, loop, ii, start, role, ctx)
@@ -153,7 +154,7 @@ def register_needs(solver: z3.Solver, loop: Loop, ii: int, ids: range, slot: lis
     A value holds its fixed depth in copies, else ``floor(L/II)`` plus one over ``[p, p + L mod II)``
     circularly; ``L`` is at least every lifetime term (a longer one only holds more copies)."""
     ctx, ops = solver.ctx, loop.ops
-    holders = [v for v, op in enumerate(ops) if op.registers]
+    holders = [v for v, op in enumerate(ops) if op.own_registers]
     full, rest = {}, {}
     for v in (v for v in holders if ops[v].depth is None):
         life, full[v], rest[v] = (z3.Int(f"{x}_{ops[v].name}", ctx) for x in ("L", "Lfull", "Lrest"))
@@ -171,7 +172,7 @@ def register_needs(solver: z3.Solver, loop: Loop, ii: int, ids: range, slot: lis
         peak = z3.Int(f"peak_{r}", ctx)
         solver.add(peak >= 0)
         for u in holders:
-            live = z3.Sum([z3.If(role[v] == r, ops[v].registers * copies(v, u), 0) for v in holders])
+            live = z3.Sum([z3.If(role[v] == r, ops[v].own_registers * copies(v, u), 0) for v in holders])
             solver.add(z3.Implies(role[u] == r, live <= peak))
         needs.append(loop.warps.overhead + peak)
     return needs
@@ -243,7 +244,7 @@ def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, in
                       for o, op in enumerate(loop.ops) if o != e.dst and roles[o] == roles[e.dst]]
     for v, op in enumerate(loop.ops):
         if op.has_value or op.depth is not None:
-            held = lifetime(loop, schedule, v) if op.registers and op.depth is None else depth(loop, schedule, v) * ii
+            held = lifetime(loop, schedule, v) if op.own_registers and op.depth is None else depth(loop, schedule, v) * ii
             found += [(e.dst, v, ii * e.distance + released_after_issue(loop, e, roles[v] != roles[e.dst]) - held)
                       for e in lifetime_edges(loop, v)]
     return found

@@ -67,7 +67,7 @@ from math import ceil
 
 import z3
 
-from twill.model.joint import THREADS_PER_WARP, held_after_issue, register_bytes
+from twill.model.joint import THREADS_PER_WARP, held_after_issue, register_bytes, same_role_pairs
 from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 from twill.solver.backend import Query, Settings
@@ -246,13 +246,16 @@ class Encoding:
         return "\n".join(self.smt.lines)
 
     def add_dependences(self) -> None:
-        """DEPENDENCE and CROSS-WARP SPILLS (plus twill's ban on crossing register values)."""
+        """DEPENDENCE and CROSS-WARP SPILLS (plus twill's ban on crossing register values and its ops
+        that one role must issue: a release at issue, an op writing over its input's registers)."""
+        for u, v, _ in same_role_pairs(self.loop):
+            self.smt.add(self.same(u, v))
         for n, e in enumerate(self.loop.edges):
             u, v = e.src, e.dst
             differ = neg(self.same(u, v))
             handoff = self.handoff[n] if u != v else 0
-            if e.release == "issue" or (not self.loop.warps.cross_role and self.loop.ops[u].registers):
-                self.smt.add(neg(differ))  # one issuer for a release at issue (twill's rule 7); the ban
+            if not self.loop.warps.cross_role and self.loop.ops[u].registers:
+                self.smt.add(neg(differ))  # the ban
             for t, x in enumerate(self.op[u]):
                 earliest = t + e.delay - self.ii * e.distance
                 self.smt.clause(neg(x), neg(self.before(v, 0, earliest)))
@@ -356,7 +359,7 @@ class Encoding:
     def add_registers_and_warps(self) -> None:
         """REGISTER LIMIT as twill's allocation, and twill's warp count."""
         ops, w, smt = self.loop.ops, self.loop.warps, self.smt
-        holders = [v for v in self.live if ops[v].registers]
+        holders = [v for v in self.live if ops[v].own_registers]
         shared = self.setting("shared")
         wide_cost, wide_count, single_count = [], [], []
         for r in self.role_ids:
@@ -368,7 +371,7 @@ class Encoding:
             smt.add(f"(>= {need} {w.overhead})")
             smt.add(f"(=> {used} (<= {need} {w.max_registers}))")
             for t in range(self.horizon):
-                held = [(conj(self.live_at(v, c, t), self.on(v, r)), ops[v].registers)
+                held = [(conj(self.live_at(v, c, t), self.on(v, r)), ops[v].own_registers)
                         for v in holders if r in self.opw[v] for c in range(self.copies)]
                 terms = [f"(ite {term(lit)} {k} 0)" for lit, k in held if lit is not False]
                 if terms:

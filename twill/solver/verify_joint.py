@@ -6,7 +6,7 @@ docs/joint-model.md.
 
 from __future__ import annotations
 
-from twill.model.joint import carries_registers, layout, lifetime, smem_bytes, tmem_columns
+from twill.model.joint import ONE_ROLE, carries_registers, layout, lifetime, same_role_pairs, smem_bytes, tmem_columns
 from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 
@@ -50,10 +50,11 @@ def verify_joint(loop: Loop, schedule: Schedule) -> list[tuple[str, str]]:
             found.append(("issue", f"role {role} at slot {slot} of II {ii}: {names(holders)} "
                                    "issue at once (a role issues one op at a time)"))
 
+    for a, b, why in same_role_pairs(loop):
+        if roles[a] != roles[b]:
+            found.append((why, ONE_ROLE[why].format(a=ops[a].name, b=ops[b].name)
+                          + f", but they are on roles {roles[a]} and {roles[b]}"))
     for e in loop.edges:
-        if e.release == "issue" and roles[e.src] != roles[e.dst]:
-            found.append(("release", f"edge {loop.edge_text(e)} releases at issue, which needs one issuing role "
-                                     f"(in-order issue), but its ends are on roles {roles[e.src]} and {roles[e.dst]}"))
         if not w.cross_role and carries_registers(loop, e) and roles[e.src] != roles[e.dst]:
             found.append(("cross_role", f"edge {loop.edge_text(e)} moves a register value across roles, "
                                         "which this problem bans"))
