@@ -156,3 +156,18 @@ def test_p_is_written_over_s_and_pays_to_leave_its_role():
     assert "dependence" in {v.constraint for v in verify(loop, moved)}  # the 64 KiB trip takes time
     apart = replace(saved, roles=tuple(elsewhere if v == exp else r for v, r in enumerate(saved.roles)))
     assert "overwrites" in {v.constraint for v in verify(loop, apart)}
+
+
+def test_banning_cross_role_registers_makes_the_b200_optimum_infeasible():
+    """The paper's third ablation on B200: at the optimum II 3650 the softmax warpgroups hand the
+    rescale factors (alpha) to the correction warpgroup; with register values banned from crossing
+    roles, 3650 is infeasible (the per-II model and the relaxation both prove it)."""
+    from twill.solver.backend import Query
+    from twill.solver.joint_range import relaxation_bound
+
+    banned = load_spec(KERNELS / "fa-fwd.yaml", "b200", cross_role=False)
+    assert make_backend("cpsat", DETERMINISTIC).solve(banned, Query(3650, "handoff_bytes"), 60).status == "infeasible"
+    assert relaxation_bound(banned, 3650, 3650, 60, DETERMINISTIC).status == "infeasible"
+    allowed = load_spec(KERNELS / "fa-fwd.yaml", "b200")
+    assert make_backend("cpsat", DETERMINISTIC).solve(allowed, Query(3650, "handoff_bytes"), 60).status in (
+        "optimal", "feasible")
