@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from joint_oracle import (accumulator_loop, accumulator_optimum, canonical_roles, feasible_at, joint_oracle,
-                          optimum_at, register_loop, register_optimum, stage_bound as oracle_stage_bound, tiny_loop,
-                          tiny_optimum)
+                          optimum_at, register_loop, register_optimum, stage_bound as oracle_stage_bound,
+                          staging_loop, staging_optimum, tiny_loop, tiny_optimum)
 from oracle import oracle as pure_oracle
 from twill.model.generate import loop_to_spec, random_joint_loop, random_loop
-from twill.model.joint import depth, layout
+from twill.model.joint import crossing_register_values, depth, layout, lifetime, register_lifetime
 from twill.model.loader import load_spec
 from twill.model.loop import Dependence, Loop, Op, Warps
 from twill.model.objectives import JOINT_LEVELS, objective_value
@@ -39,6 +39,7 @@ SPAN = 6                      # the oracle looks at II in [MII, MII + SPAN]
 SEARCH_SEEDS = [s for s in range(20) if tiny_optimum(s, SPAN) is not None][:6]  # through twill.solver.search
 REGISTER_SEEDS = range(40)    # register-heavy tiny loops (joint_oracle.register_loop)
 ACCUMULATOR_SEEDS = range(30)  # tiny loops with an accumulator (joint_oracle.accumulator_loop)
+STAGING_SEEDS = range(40)      # a register value read on another role (joint_oracle.staging_loop)
 MEDIUM_SEEDS = range(1, 8)    # 5-7 ops: CP-SAT against Z3 only
 SECONDS = 30.0                # deterministic seconds per query: far above what these need
 
@@ -58,12 +59,13 @@ def check_outcome(loop: Loop, outcome, objective: str) -> None:
 
 
 FAMILIES = {"tiny": (tiny_loop, tiny_optimum), "registers": (register_loop, register_optimum),
-            "accumulators": (accumulator_loop, accumulator_optimum)}
+            "accumulators": (accumulator_loop, accumulator_optimum), "staging": (staging_loop, staging_optimum)}
 
 
 @pytest.mark.parametrize("family, seed", [("tiny", s) for s in AGREEMENT_SEEDS]
                          + [("registers", s) for s in REGISTER_SEEDS]
-                         + [("accumulators", s) for s in ACCUMULATOR_SEEDS])
+                         + [("accumulators", s) for s in ACCUMULATOR_SEEDS]
+                         + [("staging", s) for s in STAGING_SEEDS])
 @pytest.mark.parametrize("name", ["cpsat", "z3"])
 def test_backend_agrees_with_oracle(name, family, seed):
     make, optimum = FAMILIES[family]
@@ -247,6 +249,29 @@ def test_register_family_has_peaks_below_the_ring_sum():
         below += any(loop.warps.overhead + sum(loop.ops[v].registers * depth(loop, s, v) for v in role.ops)
                      > role.registers for role in layout(loop, s).roles)
     assert below >= 3, below
+
+
+def test_staging_family_frees_registers_at_the_staging_copy():
+    """The staging family is not vacuous: optima whose crossing value frees its registers before its
+    last consumer's release, and whose roles would not fit if it held them until then (rule 7's L)."""
+    found, shorter, held_too_long = 0, 0, 0
+    for seed in STAGING_SEEDS:
+        loop, best = staging_loop(seed), staging_optimum(seed, SPAN)
+        if best is None:
+            continue
+        s, ii = best.schedule, best.schedule.ii
+        found += 1
+        shorter += any(register_lifetime(loop, s, v) < lifetime(loop, s, v)
+                       for v in crossing_register_values(loop, s.roles))
+        for role in layout(loop, s).roles:
+            holders = [v for v in role.ops if loop.ops[v].registers]
+            peak = max((sum(loop.ops[v].registers * (lifetime(loop, s, v) // ii + (
+                (s.starts[u] - s.starts[v]) % ii < lifetime(loop, s, v) % ii)) for v in holders) for u in holders),
+                       default=0)
+            if loop.warps.overhead + peak > loop.warps.max_registers:
+                held_too_long += 1
+                break
+    assert found >= 8 and shorter >= 8 and held_too_long >= 5, (found, shorter, held_too_long)
 
 
 def test_oracle_family_covers_the_interesting_cases():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from twill.model.joint import (THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, lifetime_terms,
-                               register_bytes)
+                               register_bytes, register_lifetime_terms, transfer_cycles)
 from twill.model.loop import Loop
 
 
@@ -191,8 +191,11 @@ def add_blocking(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, diff
 
 def lifetime_reach(loop: Loop, ii: int, stages_max: int) -> int:
     """Turns of II that bound every lifetime when stages are at most ``stages_max``: a consumer's
-    hold is at most the longest duration plus a release's barrier."""
-    longest = max(op.duration for op in loop.ops) + max(loop.warps.mbarrier, loop.warps.named)
+    hold, or a value's copy into its staging buffer, is at most the longest duration plus a
+    release's barrier or the longest transfer."""
+    w = loop.warps
+    longest = max(op.duration for op in loop.ops) + max(
+        w.mbarrier, w.named, *(transfer_cycles(w, register_bytes(op)) for op in loop.ops))
     return stages_max + 1 + max((e.distance for e in loop.edges), default=0) + ceil_div(longest, ii)
 
 
@@ -213,17 +216,17 @@ def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, reach: int,
 def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x, reach: int,
                    differ: RoleDiffer) -> list:
     """Rule 8's need per role: the overhead, the full turns floor(L/II) of its register values'
-    lifetimes (their fixed depths for fixed rings), and the peak of the remainders: a cumulative over
-    the modulo timeline of ``[p, p + L mod II)``, copies at p and p + II (as in add_issue), present
-    when the value is on the role. L is at least every lifetime term; a longer one only holds more."""
+    register lifetimes L_reg (their fixed depths for fixed rings), and the peak of the remainders: a
+    cumulative over the modulo timeline of ``[p, p + L_reg mod II)``, copies at p and p + II (as in
+    add_issue), present when the value is on the role. L_reg is at least every term that counts; a
+    longer one only holds more."""
     ops = loop.ops
     free = [v for v, op in enumerate(ops) if op.registers and op.depth is None]
     full, rest = {}, {}
     for v in free:
         name = ops[v].name
         life = model.new_int_var(0, reach * ii, f"life_{name}")
-        for term in lifetime_terms(loop, ii, start, v, differ):
-            model.add(life >= term)
+        add_at_least(model, life, register_lifetime_terms(loop, ii, start, v, differ))
         full[v], rest[v] = model.new_int_var(0, reach, f"full_{name}"), model.new_int_var(0, ii - 1, f"rest_{name}")
         model.add(life == ii * full[v] + rest[v])
     ends = {v: model.new_int_var(0, 2 * ii - 2, f"rest_end_{ops[v].name}") for v in free}
@@ -242,6 +245,15 @@ def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x,
             model.add_cumulative(remainders, [ops[v].registers for v in free for _ in (0, 1)], peak)
         needs.append(loop.warps.overhead + sum(turns) + peak)
     return needs
+
+
+def add_at_least(model: cp_model.CpModel, life, terms: list[tuple]) -> None:
+    """``life >= term`` for each of joint.register_lifetime_terms' pairs, unless its ``apart`` holds."""
+    for term, apart in terms:
+        if isinstance(apart, int):
+            model.add(life >= term)
+        else:
+            model.add(life >= term).only_enforce_if(~apart)
 
 
 def add_registers(model: cp_model.CpModel, loop: Loop, needs: list, used, wide, legal: list[int]) -> None:
