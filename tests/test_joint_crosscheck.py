@@ -16,12 +16,12 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from joint_oracle import (accumulator_loop, accumulator_optimum, canonical_roles, feasible_at, joint_oracle,
+from joint_oracle import (_Instance, accumulator_loop, accumulator_optimum, canonical_roles, feasible_at, joint_oracle,
                           optimum_at, register_loop, register_optimum, stage_bound as oracle_stage_bound,
                           staging_loop, staging_optimum, tiny_loop, tiny_optimum)
 from oracle import oracle as pure_oracle
 from twill.model.generate import loop_to_spec, random_joint_loop, random_loop
-from twill.model.joint import crossing_register_values, depth, layout, lifetime, register_lifetime
+from twill.model.joint import crossing_register_values, depth, layout, lifetime, max_roles, register_lifetime
 from twill.model.loader import load_spec
 from twill.model.loop import Dependence, Loop, Op, Warps
 from twill.model.objectives import JOINT_LEVELS, objective_value
@@ -152,6 +152,17 @@ MACHINE = Warps(max_warps=16, warpgroup=4, register_file=65536, max_registers=25
 def test_canonical_roles_are_the_partitions():
     assert [len(list(canonical_roles(n))) for n in range(1, 7)] == [1, 2, 5, 15, 52, 203]  # Bell numbers
     assert list(canonical_roles(3)) == [(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (0, 1, 2)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_max_roles_covers_every_partition_rules_4_and_5_allow(seed):
+    rng = random.Random(f"max-roles-{seed}")
+    n = rng.randint(1, 6)
+    ops = tuple(Op(f"o{i}", 1, (), warps=rng.choice((1, 4)), variable_latency=rng.random() < 0.2) for i in range(n))
+    loop = Loop("roles", {}, ops, (), replace(MACHINE, max_warps=rng.choice((4, 8, 12, 16))))
+    instance = _Instance(loop, 8)
+    most = max((len(set(r)) for r in canonical_roles(n) if instance.roles_ok(r)), default=0)
+    assert most == max_roles(loop)
 
 
 def test_oracle_on_hand_derived_loops():

@@ -141,6 +141,23 @@ def register_peak(loop: Loop, schedule: Schedule, ops: list[int]) -> int:
                 for u in holders), default=0)
 
 
+def max_roles(loop: Loop) -> int:
+    """The most roles any assignment satisfying rules 4 and 5 can use. A role holds at least one op,
+    the variable-latency ops share one of their own, a warpgroup role holds at least one warpgroup op
+    and a single-warp role only single-warp ops; rule 5 allows ``a`` warpgroup roles with at most
+    ``warpgroup·(G - a)`` single-warp ones, G = max_warps // warpgroup, and ``a`` is at least one per
+    kind (producer, other) with a warpgroup op. So the solvers need no more candidate roles than this
+    (roles are anonymous)."""
+    w = loop.warps
+    groups = w.max_warps // w.warpgroup
+    producer = [op.warps > 1 for op in loop.ops if op.variable_latency]
+    others = [op.warps > 1 for op in loop.ops if not op.variable_latency]
+    units = others + ([any(producer)] if producer else [])  # the producer role counts as one op
+    wide, single = sum(units), len(units) - sum(units)
+    least = any(producer) + any(others)
+    return max((a + min(single, w.warpgroup * (groups - a)) for a in range(least, min(groups, wide) + 1)), default=0)
+
+
 def crossing_register_values(loop: Loop, roles: tuple[int, ...]) -> list[int]:
     """Ops whose register result is read on another role (it travels through shared memory)."""
     return sorted({e.src for e in loop.edges if carries_registers(loop, e) and roles[e.src] != roles[e.dst]})

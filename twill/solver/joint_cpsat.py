@@ -1,7 +1,8 @@
 """The joint problem (docs/joint-model.md, constraints 1 and 3-11) on top of the CP-SAT modulo model.
 
 Roles are candidate slots: a fixed producer role 0 holding exactly the variable-latency ops (if any),
-then ``min(#other ops, max_warps - producer)`` roles, with a boolean ``x[v][r]`` per op and role
+then ``min(#other ops, max_warps - producer)`` roles, at most ``joint.max_roles`` in all (no assignment
+that rule 5 allows uses more), with a boolean ``x[v][r]`` per op and role
 (exactly one per op) and value precedence among the non-producer roles (op v may take role r only if
 an earlier op took r - 1), which keeps one assignment per partition of the ops. Every other quantity
 is bounded from the side the rules need, so its least value is what the verifier computes: a role
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from twill.model.joint import (THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, lifetime_terms,
-                               register_bytes, register_lifetime_terms, transfer_cycles)
+                               max_roles, register_bytes, register_lifetime_terms, transfer_cycles)
 from twill.model.loop import Loop
 
 
@@ -88,7 +89,7 @@ def add_roles(model: cp_model.CpModel, loop: Loop) -> tuple[list[list[cp_model.I
     ops = loop.ops
     producer = any(op.variable_latency for op in ops)
     others = [v for v, op in enumerate(ops) if not op.variable_latency]
-    count = producer + max(0, min(len(others), loop.warps.max_warps - producer))
+    count = max(1, min(producer + max(0, min(len(others), loop.warps.max_warps - producer)), max_roles(loop)))
     x = [[model.new_bool_var(f"x_{op.name}_{r}") for r in range(count)] for op in ops]
     for v, op in enumerate(ops):
         model.add_exactly_one(x[v])

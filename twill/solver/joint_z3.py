@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import z3
 
 from twill.model.joint import (THREADS_PER_WARP, ceil_div, depth, handoff_cost, held_after_issue, lifetime_edges,
-                               lifetime_terms, register_bytes, register_lifetime, register_lifetime_terms,
+                               lifetime_terms, max_roles, register_bytes, register_lifetime, register_lifetime_terms,
                                released_after_issue)
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
@@ -36,7 +36,7 @@ class JointVars:
 def add_joint(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
               start: list[z3.ArithRef]) -> JointVars:
     """Add rules 3-11 (rule 1's hand-offs: ``handoff``)."""
-    ctx, ids = solver.ctx, range(min(len(loop.ops), loop.warps.max_warps))  # a role takes >= 1 warp
+    ctx, ids = solver.ctx, range(max(1, min(len(loop.ops), loop.warps.max_warps, max_roles(loop))))  # rule 5 allows no more
     role, roles_used = add_roles(solver, loop, ids, ctx)
     solver.add([role[e.src] == role[e.dst] for e in loop.edges if e.release == "issue"])  # rule 7
     add_issue_order(solver, loop, ii, slot, role)
