@@ -359,7 +359,8 @@ def test_fa3_backward_schedule_is_valid_with_dq_staged_out_of_registers():
     # after the load, just over 2 II.
     assert claims[("depth", "loadQ")].derived == 3
     # dQ frees its 32 registers once copied into the writer warp's staging buffer (rule 8), not when the
-    # TMA reduce-add completes; consumer1 computes dQ while S and dS are still live: 248 there, not 240.
+    # TMA reduce-add completes; consumer1 issues dQ before its dV completes, so dQ is live with S/P and
+    # dP/dS: 248 there, not 240.
     from twill.model.joint import layout
 
     need = {role.id: role.registers for role in layout(r.loop, r.schedule).roles}
