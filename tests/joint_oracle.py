@@ -18,8 +18,11 @@ At a fixed II write every start ``t(v) = II*k(v) + p(v)`` with slot ``p(v)`` in 
   hence at slot 0: only slot vectors containing a 0 are visited.
 * Given roles and slots, rules 1 (with its hand-off), 6 (``d`` reads slots only) and a lifetime
   bound are difference constraints on the stages ``k``: ``L(v) <= D(v)*II`` for a chosen ring depth
-  ``D(v)``, or, for a register value without a fixed depth, ``L(v) <= lam(v)`` for a chosen lifetime
-  ``lam(v)`` (its registers follow the lifetime, not the depth). Their least non-negative solution
+  ``D(v)`` (for a register value without a fixed depth only where its ring is charged: a staging
+  buffer, shared or tensor memory), and, for such a register value, ``L_reg(v) <= lam(v)`` for a
+  chosen register lifetime ``lam(v)`` (its registers follow it: its own duration, plus the transfer
+  into the staging buffer when it crosses roles, and the holds of its same-role consumers only).
+  Their least non-negative solution
   ``k*`` (longest paths, Bellman-Ford) is below every other solution. Shared (9) and tensor memory
   (10) grow with the depths; registers (8) are the peak over the residues of the live copies
   (``floor(L/II)`` plus one over the remainder), which grow with the lifetimes at fixed slots.
@@ -30,10 +33,10 @@ At a fixed II write every start ``t(v) = II*k(v) + p(v)`` with slot ``p(v)`` in 
   good on every objective. Its stages are at most ``K``, the sum of the ``n-1`` largest stage
   weights of the document's "Stage bound" (recomputed below), so its depths and lifetimes are at
   most ``cap(v)`` (what a start <= ``K*II+II-1`` allows). So enumerating, for each op with a value
-  and no fixed depth, ``D(v)`` from the least its own duration allows up to ``cap(v)`` (or
-  ``lam(v)`` from its duration up to ``cap(v)``, only where the least solution can change: at its
-  duration and at each ``II*delta + hold + p(c) - p(v)`` modulo II, the lifetimes a consumer can
-  set), keeping only vectors whose charges fit the register, shared and tensor memory budgets (they
+  and no fixed depth, ``D(v)`` from the least its own duration allows up to ``cap(v)`` (and
+  ``lam(v)`` from its floor up to ``cap(v)``, only where the least solution can change: at its
+  floor and at each same-role consumer's ``II*delta + hold + p(c) - p(v)`` modulo II, the lifetimes
+  a consumer can set), keeping only vectors whose charges fit the register, shared and tensor memory budgets (they
   only grow with the depths and lifetimes, so the enumeration prunes there), misses no objective
   value, and the lexicographic minimum over the verified least solutions is the optimum.
 """
@@ -82,15 +85,20 @@ def allocated(op) -> int:
     return 0 if op.overwrites is not None else op.registers
 
 
-def handoff(loop: Loop, edge) -> int:
-    """Barrier cycles plus ceil(transfer_base + transfer_per_kb * bytes / 1024) for a register value,
+def transfer(loop: Loop, op) -> int:
+    """ceil(transfer_base + transfer_per_kb * bytes / 1024) for a register value (0 without one),
     exactly, with the per-KiB rate read as the decimal number it is written as (16.1, not the float)."""
     w = loop.warps
-    nbytes = value_bytes(loop.ops[edge.src])
+    nbytes = value_bytes(op)
     if not nbytes:
-        return barrier(loop, edge)
+        return 0
     exact = Fraction(w.transfer_base) + Fraction(str(w.transfer_per_kb)) * nbytes / 1024
-    return barrier(loop, edge) + ceil_div(exact.numerator, exact.denominator)
+    return ceil_div(exact.numerator, exact.denominator)
+
+
+def handoff(loop: Loop, edge) -> int:
+    """Barrier cycles plus the register value's transfer."""
+    return barrier(loop, edge) + transfer(loop, loop.ops[edge.src])
 
 
 def canonical_roles(n: int) -> Iterator[tuple[int, ...]]:
@@ -127,6 +135,7 @@ class _Instance:
         self.dur = [duration(op) for op in ops]
         self.issue = [issue_of(op) for op in ops]
         self.handoff = [handoff(loop, e) for e in loop.edges]
+        self.transfer = [transfer(loop, op) for op in ops]
         # Consumers that keep v's value live: an accumulator's own next instance writes it in place.
         self.out = [[e for e in loop.edges if e.src == v and not (ops[v].accumulator and e.dst == v)]
                     for v in range(self.n)]
@@ -138,13 +147,14 @@ class _Instance:
             if e.blocking:
                 weights.append(ceil_div(max((d for o, d in enumerate(self.dur) if o != e.dst), default=0) + ii - 2, ii))
         for e in (e for out in self.out for e in out):
-            if self.timed(e.src):  # L(v) <= lam(v) with lam(v) >= hold (delays are >= 0)
+            if self.timed(e.src):  # D(v)*II and lam(v) are >= L(v) or a same-role term >= hold (delays >= 0)
                 weights.append(e.distance + 1)
             elif self._has_value(e.src) or ops[e.src].depth is not None:
                 weights.append(e.distance + ceil_div(self.hold(e, self.may_cross(e)) + ii - 1, ii) - 1)
         weights = sorted((max(0, x) for x in weights), reverse=True)
         self.stage_bound = sum(weights[: max(self.n - 1, 0)])
         latest = self.stage_bound * ii + ii - 1
+        # Index v: the ring depth D(v); index n + v: the register lifetime lam(v) of a timed value.
         self.depth_range = []
         for v, op in enumerate(ops):
             low = max(1, ceil_div(self.dur[v], ii))
@@ -155,7 +165,11 @@ class _Instance:
             else:
                 life = max([self.dur[v]] + [latest + ii * e.distance + self.hold(e, self.may_cross(e))
                                             for e in self.out[v]])
-                self.depth_range.append((self.dur[v], life) if self.timed(v) else (low, max(low, ceil_div(life, ii))))
+                self.depth_range.append((low, max(low, ceil_div(life, ii))))
+        for v in range(self.n):
+            own = self.dur[v] + self.transfer[v]
+            life = max([own] + [latest + ii * e.distance + self.hold(e, False) for e in self.out[v]])
+            self.depth_range.append((self.dur[v], life) if self.timed(v) else None)
 
     def hold(self, e, cross: bool) -> int:
         """Cycles after the consumer issues until the producer's role may reuse the value (rule 7): none
@@ -170,7 +184,7 @@ class _Instance:
         return e.src != e.dst and e.release != "issue"
 
     def timed(self, v: int) -> bool:
-        """A register value without a fixed depth: enumerated by its lifetime, not its ring depth."""
+        """A register value without a fixed depth: its registers follow its register lifetime (rule 8)."""
         op = self.loop.ops[v]
         return allocated(op) > 0 and op.depth is None
 
@@ -211,19 +225,19 @@ class _Instance:
 
     # --- charges of a depth/lifetime vector (rules 8-10), monotone in it --------------------------
 
-    def ring(self, v: int, bound: int) -> int:
-        """Ring depth of op v whose enumerated bound is ``bound`` (a lifetime for a timed value)."""
-        return max(1, ceil_div(bound, self.ii)) if self.timed(v) else bound
-
-    def copies(self, v: int, bound: int, p: int) -> list[int]:
+    def copies(self, v: int, depth: list[int], p: int) -> list[int]:
         """Per residue, the copies of v's register value live there: its fixed depth everywhere, or,
-        walking the lifetime cycle by cycle from the issue slot p, one per cycle that lands on it."""
+        walking its register lifetime cycle by cycle from the issue slot p, one per cycle that lands on it."""
         if not self.timed(v):
-            return [bound] * self.ii
+            return [depth[v]] * self.ii
         live = [0] * self.ii
-        for cycle in range(p, p + bound):
+        for cycle in range(p, p + depth[self.n + v]):
             live[cycle % self.ii] += 1
         return live
+
+    def crossing(self, roles: tuple[int, ...]) -> set[int]:
+        """Register values read on another role: staged in shared memory (rule 9)."""
+        return {e.src for e in self.loop.edges if self.loop.ops[e.src].registers > 0 and roles[e.src] != roles[e.dst]}
 
     def charges_fit(self, roles: tuple[int, ...], p: list[int], depth: list[int]) -> bool:
         ops, w = self.loop.ops, self.w
@@ -235,7 +249,7 @@ class _Instance:
             live = [0] * self.ii
             for v, op in enumerate(ops):
                 if roles[v] == r and allocated(op):
-                    for x, n in enumerate(self.copies(v, depth[v], p[v])):
+                    for x, n in enumerate(self.copies(v, depth, p[v])):
                         live[x] += allocated(op) * n
             need[r] = w.overhead + max(live)
         if any(x > w.max_registers for x in need.values()):
@@ -250,10 +264,9 @@ class _Instance:
                                                  + ceil_div(len(small), w.warpgroup) * shared)
         if used > w.register_file or any(x > high for x in values):
             return False
-        crossing = {e.src for e in self.loop.edges if ops[e.src].registers > 0 and roles[e.src] != roles[e.dst]}
-        smem = sum(op.smem * self.ring(v, depth[v]) for v, op in enumerate(ops)) \
-            + sum(value_bytes(ops[v]) * self.ring(v, depth[v]) for v in crossing)
-        tmem = sum(op.tmem * self.ring(v, depth[v]) for v, op in enumerate(ops))
+        smem = sum(op.smem * depth[v] for v, op in enumerate(ops)) \
+            + sum(value_bytes(ops[v]) * depth[v] for v in self.crossing(roles))
+        tmem = sum(op.tmem * depth[v] for v, op in enumerate(ops))
         return smem <= w.smem and tmem <= w.tmem
 
     # --- enumeration ----------------------------------------------------------------------------
@@ -307,33 +320,46 @@ class _Instance:
                         arcs.append((u, v, ceil_div(self.dur[o] - d - ii * e.distance - p[v] + p[u], ii)))
         return arcs
 
-    def depth_arcs(self, roles: tuple[int, ...], p: list[int], v: int, bound: int) -> list[tuple[int, int, int]]:
-        """L(v) <= held, held = bound (a timed value's lifetime) or bound * II (a ring depth): for each
-        consumer c, t(v) - t(c) >= II*delta + hold - held."""
-        ii = self.ii
-        held = bound if self.timed(v) else bound * ii
-        return [(e.dst, v, ceil_div(ii * e.distance + self.hold(e, roles[v] != roles[e.dst]) - held - p[v] + p[e.dst], ii))
-                for e in self.out[v]]
+    def depth_arcs(self, roles: tuple[int, ...], p: list[int], i: int, bound: int) -> list[tuple[int, int, int]]:
+        """For a ring depth (i = v), L(v) <= bound * II: for each consumer c, t(v) - t(c) >= II*delta +
+        hold - bound * II. For a register lifetime (i = n + v), L_reg(v) <= bound: the same for each
+        consumer c on v's role, without a release (the others hold the staging slot, not registers)."""
+        ii, v = self.ii, i % self.n
+        if i < self.n:
+            return [(e.dst, v, ceil_div(ii * e.distance + self.hold(e, roles[v] != roles[e.dst]) - bound * ii
+                                        - p[v] + p[e.dst], ii)) for e in self.out[v]]
+        return [(e.dst, v, ceil_div(ii * e.distance + self.hold(e, False) - bound - p[v] + p[e.dst], ii))
+                for e in self.out[v] if roles[e.dst] == roles[v]]
 
-    def bounds_to_try(self, roles: tuple[int, ...], p: list[int], v: int, high: int) -> list[int]:
-        """The depths of v up to ``high``; for a timed value, the lifetimes where its arcs change (its
-        duration, and each consumer's II*delta + hold + p(c) - p(v) modulo II), the least of each run
-        of lifetimes giving the same arcs, hence the same least solution, with the least registers."""
-        low = self.depth_range[v][0]
-        if not self.timed(v):
-            return list(range(low, high + 1))
-        marks = {(self.ii * e.distance + self.hold(e, roles[v] != roles[e.dst]) + p[e.dst] - p[v]) % self.ii
-                 for e in self.out[v]}
+    def register_floor(self, roles: tuple[int, ...], v: int) -> int:
+        """L_reg(v) is at least v's duration, plus the copy into its staging buffer when it crosses."""
+        return self.dur[v] + (self.transfer[v] if v in self.crossing(roles) else 0)
+
+    def bounds_to_try(self, roles: tuple[int, ...], p: list[int], i: int, high: int) -> list[int]:
+        """The depths up to ``high``; for a register lifetime, the lifetimes where its arcs change (its
+        floor, and each same-role consumer's II*delta + hold + p(c) - p(v) modulo II), the least of each
+        run of lifetimes giving the same arcs, hence the same least solution, with the least registers."""
+        if i < self.n:
+            return list(range(self.depth_range[i][0], high + 1))
+        v = i - self.n
+        low = self.register_floor(roles, v)
+        marks = {(self.ii * e.distance + self.hold(e, False) + p[e.dst] - p[v]) % self.ii
+                 for e in self.out[v] if roles[e.dst] == roles[v]}
         return [b for b in range(low, high + 1) if b == low or b % self.ii in marks]
 
     def candidates(self) -> Iterator[Schedule]:
         """Least-stage schedules of every (roles, slots, depths) that pass the rules checked here."""
         ii, n = self.ii, self.n
-        charged = [v for v in range(n) if self.depth_range[v] is not None]
         for roles in canonical_roles(n):
             if not self.roles_ok(roles):
                 continue
-            floor = [r[0] if r else 1 for r in self.depth_range]
+            crossing = self.crossing(roles)
+            # A timed value's ring is charged only for its staging buffer or its shared/tensor memory.
+            charged = [v for v in range(n) if self.depth_range[v] is not None and (
+                not self.timed(v) or v in crossing or self.loop.ops[v].smem or self.loop.ops[v].tmem)]
+            charged += [n + v for v in range(n) if self.timed(v)]
+            floor = [r[0] if r else 1 for r in self.depth_range[:n]] + [
+                self.register_floor(roles, v) if self.timed(v) else 0 for v in range(n)]
             for p in self.slot_vectors(roles):
                 fits: dict[tuple[int, ...], bool] = {}  # charges depend on the roles, slots and depths only
 
@@ -346,34 +372,41 @@ class _Instance:
                 if not charges_fit(floor):
                     continue
                 base = self.base_arcs(roles, p)
-                fixed = [v for v in charged if self.depth_range[v][0] == self.depth_range[v][1]]
-                base += [a for v in fixed for a in self.depth_arcs(roles, p, v, self.depth_range[v][0])]
+                fixed = [i for i in charged if i < n and self.depth_range[i][0] == self.depth_range[i][1]]
+                base += [a for i in fixed for a in self.depth_arcs(roles, p, i, floor[i])]
                 if least_stages(n, base) is None:
                     continue  # depth limits only add arcs
-                free = [v for v in charged if v not in fixed]
+                free = [i for i in charged if i not in fixed]
                 # This instance's own stage bound: arcs only get lighter as depths and lifetimes grow.
-                heaviest = base + [a for v in free for a in self.depth_arcs(roles, p, v, self.depth_range[v][0])]
+                heaviest = base + [a for i in free for a in self.depth_arcs(roles, p, i, floor[i])]
                 weights = sorted((w for _, _, w in heaviest if w > 0), reverse=True)
                 latest = [sum(weights[: n - 1]) * ii + p[v] for v in range(n)]
-                life = {v: max([self.dur[v]] + [latest[e.dst] + ii * e.distance + self.hold(e, roles[v] != roles[e.dst]) - p[v]
-                                                for e in self.out[v]]) for v in free}
-                tries = {v: self.bounds_to_try(roles, p, v, min(self.depth_range[v][1], max(
-                    self.depth_range[v][0], life[v] if self.timed(v) else ceil_div(life[v], ii)))) for v in free}
+                tries = {}
+                for i in free:
+                    v = i % n
+                    if i < n:
+                        life = max([self.dur[v]] + [latest[e.dst] + ii * e.distance
+                                                    + self.hold(e, roles[v] != roles[e.dst]) - p[v] for e in self.out[v]])
+                        high = max(floor[i], ceil_div(life, ii))
+                    else:
+                        high = max([floor[i]] + [latest[e.dst] + ii * e.distance + self.hold(e, False) - p[v]
+                                                 for e in self.out[v] if roles[e.dst] == roles[v]])
+                    tries[i] = self.bounds_to_try(roles, p, i, min(self.depth_range[i][1], high))
                 depth = list(floor)
 
-                def choose(i: int, arcs: list):
-                    if i == len(free):
+                def choose(j: int, arcs: list):
+                    if j == len(free):
                         k = least_stages(n, arcs)
                         if k is not None:
                             yield Schedule(ii, tuple(ii * k[v] + p[v] for v in range(n)), roles)
                         return
-                    v = free[i]
-                    for d in tries[v]:
-                        depth[v] = d
+                    i = free[j]
+                    for d in tries[i]:
+                        depth[i] = d
                         if not charges_fit(depth):
                             break  # charges only grow with d
-                        yield from choose(i + 1, arcs + self.depth_arcs(roles, p, v, d))
-                    depth[v] = self.depth_range[v][0]
+                        yield from choose(j + 1, arcs + self.depth_arcs(roles, p, i, d))
+                    depth[i] = floor[i]
 
                 yield from choose(0, base)
 
@@ -505,5 +538,32 @@ def overwrite_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``overwrite_loop(seed)`` over II in [MII, MII + span]."""
     from twill.solver.bounds import compute_bounds
     loop = overwrite_loop(seed)
+    mii = compute_bounds(loop).mii
+    return joint_oracle(loop, mii + span, mii)
+
+
+def staging_loop(seed: int) -> Loop:
+    """``register_loop(seed)`` with a register value read on another role: the consumer of one of its
+    edges made variable-latency (so alone on the producer role), with a duration of at least 4 and
+    few registers per thread, so that the value's registers, freed at the staging copy (rule 8),
+    decide what fits."""
+    from dataclasses import replace
+    base = register_loop(seed)
+    edges = [e for e in base.edges if e.src != e.dst and not base.ops[e.src].variable_latency]
+    if not edges:
+        return base
+    e = random.Random(f"staging-joint-{seed}").choice(edges)
+    ops = list(base.ops)
+    ops[e.src] = replace(ops[e.src], registers=8, depth=None, accumulator=False)
+    ops[e.dst] = replace(ops[e.dst], variable_latency=True, latency=max(4, ops[e.dst].latency), registers=0)
+    warps = replace(base.warps, max_registers=16)
+    return replace(base, ops=tuple(ops), warps=warps)
+
+
+@functools.lru_cache(maxsize=None)
+def staging_optimum(seed: int, span: int = 6) -> JointOptimum | None:
+    """The oracle on ``staging_loop(seed)`` over II in [MII, MII + span]."""
+    from twill.solver.bounds import compute_bounds
+    loop = staging_loop(seed)
     mii = compute_bounds(loop).mii
     return joint_oracle(loop, mii + span, mii)

@@ -16,12 +16,12 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from joint_oracle import (accumulator_loop, accumulator_optimum, canonical_roles, feasible_at, joint_oracle,
+from joint_oracle import (_Instance, accumulator_loop, accumulator_optimum, canonical_roles, feasible_at, joint_oracle,
                           optimum_at, overwrite_loop, overwrite_optimum, register_loop, register_optimum,
-                          stage_bound as oracle_stage_bound, tiny_loop, tiny_optimum)
+                          stage_bound as oracle_stage_bound, staging_loop, staging_optimum, tiny_loop, tiny_optimum)
 from oracle import oracle as pure_oracle
 from twill.model.generate import loop_to_spec, random_joint_loop, random_loop
-from twill.model.joint import depth, layout
+from twill.model.joint import crossing_register_values, depth, layout, lifetime, max_roles, register_lifetime
 from twill.model.loader import load_spec
 from twill.model.loop import Dependence, Loop, Op, Warps
 from twill.model.objectives import JOINT_LEVELS, objective_value
@@ -40,6 +40,7 @@ SEARCH_SEEDS = [s for s in range(20) if tiny_optimum(s, SPAN) is not None][:6]  
 REGISTER_SEEDS = range(40)    # register-heavy tiny loops (joint_oracle.register_loop)
 ACCUMULATOR_SEEDS = range(30)  # tiny loops with an accumulator (joint_oracle.accumulator_loop)
 OVERWRITE_SEEDS = [s for s in range(40) if any(o.overwrites is not None for o in overwrite_loop(s).ops)]
+STAGING_SEEDS = range(40)      # a register value read on another role (joint_oracle.staging_loop)
 MEDIUM_SEEDS = range(1, 8)    # 5-7 ops: CP-SAT against Z3 only
 SECONDS = 30.0                # deterministic seconds per query: far above what these need
 
@@ -60,13 +61,14 @@ def check_outcome(loop: Loop, outcome, objective: str) -> None:
 
 FAMILIES = {"tiny": (tiny_loop, tiny_optimum), "registers": (register_loop, register_optimum),
             "accumulators": (accumulator_loop, accumulator_optimum),
-            "overwrites": (overwrite_loop, overwrite_optimum)}
+            "overwrites": (overwrite_loop, overwrite_optimum), "staging": (staging_loop, staging_optimum)}
 
 
 @pytest.mark.parametrize("family, seed", [("tiny", s) for s in AGREEMENT_SEEDS]
                          + [("registers", s) for s in REGISTER_SEEDS]
                          + [("accumulators", s) for s in ACCUMULATOR_SEEDS]
-                         + [("overwrites", s) for s in OVERWRITE_SEEDS])
+                         + [("overwrites", s) for s in OVERWRITE_SEEDS]
+                         + [("staging", s) for s in STAGING_SEEDS])
 @pytest.mark.parametrize("name", ["cpsat", "z3"])
 def test_backend_agrees_with_oracle(name, family, seed):
     make, optimum = FAMILIES[family]
@@ -153,6 +155,17 @@ MACHINE = Warps(max_warps=16, warpgroup=4, register_file=65536, max_registers=25
 def test_canonical_roles_are_the_partitions():
     assert [len(list(canonical_roles(n))) for n in range(1, 7)] == [1, 2, 5, 15, 52, 203]  # Bell numbers
     assert list(canonical_roles(3)) == [(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (0, 1, 2)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_max_roles_covers_every_partition_rules_4_and_5_allow(seed):
+    rng = random.Random(f"max-roles-{seed}")
+    n = rng.randint(1, 6)
+    ops = tuple(Op(f"o{i}", 1, (), warps=rng.choice((1, 4)), variable_latency=rng.random() < 0.2) for i in range(n))
+    loop = Loop("roles", {}, ops, (), replace(MACHINE, max_warps=rng.choice((4, 8, 12, 16))))
+    instance = _Instance(loop, 8)
+    most = max((len(set(r)) for r in canonical_roles(n) if instance.roles_ok(r)), default=0)
+    assert most == max_roles(loop)
 
 
 def test_oracle_on_hand_derived_loops():
@@ -250,6 +263,29 @@ def test_register_family_has_peaks_below_the_ring_sum():
         below += any(loop.warps.overhead + sum(loop.ops[v].registers * depth(loop, s, v) for v in role.ops)
                      > role.registers for role in layout(loop, s).roles)
     assert below >= 3, below
+
+
+def test_staging_family_frees_registers_at_the_staging_copy():
+    """The staging family is not vacuous: optima whose crossing value frees its registers before its
+    last consumer's release, and whose roles would not fit if it held them until then (rule 7's L)."""
+    found, shorter, held_too_long = 0, 0, 0
+    for seed in STAGING_SEEDS:
+        loop, best = staging_loop(seed), staging_optimum(seed, SPAN)
+        if best is None:
+            continue
+        s, ii = best.schedule, best.schedule.ii
+        found += 1
+        shorter += any(register_lifetime(loop, s, v) < lifetime(loop, s, v)
+                       for v in crossing_register_values(loop, s.roles))
+        for role in layout(loop, s).roles:
+            holders = [v for v in role.ops if loop.ops[v].registers]
+            peak = max((sum(loop.ops[v].registers * (lifetime(loop, s, v) // ii + (
+                (s.starts[u] - s.starts[v]) % ii < lifetime(loop, s, v) % ii)) for v in holders) for u in holders),
+                       default=0)
+            if loop.warps.overhead + peak > loop.warps.max_registers:
+                held_too_long += 1
+                break
+    assert found >= 8 and shorter >= 8 and held_too_long >= 5, (found, shorter, held_too_long)
 
 
 def test_oracle_family_covers_the_interesting_cases():

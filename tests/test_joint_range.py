@@ -137,16 +137,16 @@ def test_search_proves_every_ii_infeasible_with_the_relaxation():
 def test_relaxation_keeps_the_register_rule():
     # One warpgroup role (4 warps): B reads A, so A is live while B's value is: 200 + 100 registers
     # per thread at once, more than 255, and no II works. With 8 warps the two values go to two roles,
-    # and A, still live until B's release is back, holds 200 registers per copy: its 116 cycles (3 +
-    # the 105-cycle hand-off of 100 KiB + 3 + the 5-cycle release) fit in one copy from II 116 on.
+    # and A holds 200 registers per copy until it is copied to the staging buffer: its 103 cycles (3 +
+    # the 100-cycle transfer of 100 KiB) fit in one copy from II 103 on.
     loop = replace(sync_pair(4), ops=(Op("A", 3, (), warps=4, registers=200), Op("B", 3, (), warps=4, registers=100)),
                    edges=(Dependence(0, 1, 3, 0),))
     assert relaxation_bound(loop, 1, every_ii_cap(loop), SECONDS, DETERMINISTIC).status == "infeasible"
     assert minimal_ii(loop, every_ii_cap(loop)) is None
     roomy = replace(loop, warps=replace(loop.warps, max_warps=8))
-    assert relaxation_bound(roomy, 1, every_ii_cap(roomy), SECONDS, DETERMINISTIC).bound == 116
-    assert feasible_at(roomy, 115) is None
-    schedule = feasible_at(roomy, 116)
+    assert relaxation_bound(roomy, 1, every_ii_cap(roomy), SECONDS, DETERMINISTIC).bound == 103
+    assert feasible_at(roomy, 102) is None
+    schedule = feasible_at(roomy, 103)
     assert schedule is not None and verify(roomy, schedule) == []
 
 

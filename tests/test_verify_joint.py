@@ -474,22 +474,28 @@ def brute_force(loop: Loop, ii: int, t: tuple[int, ...], roles: tuple[int, ...])
                 if before + dur[o] > t[e.dst] + e.distance * ii:
                     found.add("blocking")
     # 7: lifetimes (until each consumer's release reaches v's role; an accumulator's storage is
-    # rewritten in place by its next instance); the depth is the most copies live at once
-    depth, copies = [], []  # copies: per cycle of the window, the instances of v live there
+    # rewritten in place by its next instance); the depth is the most copies live at once.
+    # 8's registers follow only v's own duration, the copy into the staging buffer (when read on another
+    # role) and the consumers on v's role.
+    depth, copies = [], []  # copies: per cycle of the window, the instances of v in registers there
     for v in range(n):
         acc = ops[v].accumulator
         release = lambda e: (w.mbarrier if e.barrier == "mbarrier" else w.named) if roles[e.src] != roles[e.dst] else 0  # noqa: E731
-        life = max([ii if acc else dur[v]]
-                   + [t[e.dst] + e.distance * ii + (0 if e.dst == v or e.release == "issue" else dur[e.dst])
-                      + release(e) - t[v] for e in loop.edges if e.src == v and not (acc and e.dst == v)])
-        copies.append([sum(1 for i in iterations if i * ii + t[v] <= c < i * ii + t[v] + life) for c in window])
+        reads = [(e, t[e.dst] + e.distance * ii + (0 if e.dst == v or e.release == "issue" else dur[e.dst]) - t[v])
+                 for e in loop.edges if e.src == v and not (acc and e.dst == v)]
+        life = max([ii if acc else dur[v]] + [held + release(e) for e, held in reads])
+        staged = _ceil(Fraction(w.transfer_base) + Fraction(str(w.transfer_per_kb)) * nbytes[v] / 1024) \
+            if nbytes[v] and any(roles[e.dst] != roles[v] for e, _ in reads) else 0
+        in_registers = ii if acc else max([dur[v] + staged] + [held for e, held in reads if roles[e.dst] == roles[v]])
+        ring = [sum(1 for i in iterations if i * ii + t[v] <= c < i * ii + t[v] + life) for c in window]
+        copies.append([sum(1 for i in iterations if i * ii + t[v] <= c < i * ii + t[v] + in_registers) for c in window])
         if ops[v].depth is not None:
             if life > ops[v].depth * ii:
                 found.add("depth")
             depth.append(ops[v].depth)
             copies[v] = [ops[v].depth] * ii  # a fixed ring holds all its slots
         else:
-            depth.append(max(1, max(copies[v])))
+            depth.append(max(1, max(ring)))
     # 8: registers: the most a role's values hold at once, cycle by cycle
     low, high, step = w.setmaxnreg
     legal = lambda need: next(x for x in [low] + list(range(step, 10**4, step)) if x >= need and x >= low)  # noqa: E731

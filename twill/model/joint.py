@@ -92,12 +92,37 @@ def lifetime_terms(loop: Loop, ii, start, op: int, cross) -> list:
                     for e in lifetime_edges(loop, op)]
 
 
+def register_lifetime_terms(loop: Loop, ii, start, op: int, cross) -> list[tuple]:
+    """Rule 8: what L_reg(op), the op's register lifetime, covers, as pairs (term, apart): the term
+    counts unless ``apart`` (0, or ``cross(op, c)``) holds. Its own duration; for each consumer c,
+    that duration plus the copy into the staging buffer when c is on another role (the registers are
+    free once the value is in shared memory), or c's hold when c is on op's role. An accumulator: II.
+    ``start``, ``ii`` and ``cross`` as in lifetime_terms."""
+    if loop.ops[op].accumulator:
+        return [(ii, 0)]
+    own = loop.ops[op].duration
+    staging = transfer_cycles(loop.warps, register_bytes(loop.ops[op]))
+    terms = [(own, 0)]
+    for e in lifetime_edges(loop, op):
+        apart = 0 if e.dst == op else cross(op, e.dst)
+        terms += [(own + staging * apart, 0),
+                  (start[e.dst] + ii * e.distance - start[op] + held_after_issue(loop, e), apart)]
+    return terms
+
+
 def lifetime(loop: Loop, schedule: Schedule, op: int) -> int:
     """Cycles from the op's issue until its own completion and every consumer's release reached its
     role. An accumulator: II, unless another consumer holds item j past the issue of the next
     instance (which rule 7 forbids)."""
     roles = schedule.roles
     return max(lifetime_terms(loop, schedule.ii, schedule.starts, op, lambda a, b: int(roles[a] != roles[b])))
+
+
+def register_lifetime(loop: Loop, schedule: Schedule, op: int) -> int:
+    """Cycles from the op's issue while its value holds registers on its role: L_reg (rule 8)."""
+    roles = schedule.roles
+    return max(term for term, apart in register_lifetime_terms(
+        loop, schedule.ii, schedule.starts, op, lambda a, b: int(roles[a] != roles[b])) if not apart)
 
 
 def depth(loop: Loop, schedule: Schedule, op: int) -> int:
@@ -110,12 +135,13 @@ def depth(loop: Loop, schedule: Schedule, op: int) -> int:
 
 def live_copies(loop: Loop, schedule: Schedule, op: int, residue: int) -> int:
     """Copies of the op's register value live at ``residue`` of the modulo timeline: its fixed depth
-    (the user fixed the ring; one for an accumulator), else floor(L/II), plus one while the last copy's remainder runs."""
+    (the user fixed the ring; one for an accumulator), else floor(L_reg/II), plus one while the last
+    copy's remainder runs."""
     fixed = loop.ops[op].depth
     if fixed is not None:
         return fixed
     ii = schedule.ii
-    full, rest = divmod(lifetime(loop, schedule, op), ii)
+    full, rest = divmod(register_lifetime(loop, schedule, op), ii)
     return full + ((residue - schedule.starts[op]) % ii < rest)
 
 
@@ -126,6 +152,23 @@ def register_peak(loop: Loop, schedule: Schedule, ops: list[int]) -> int:
     holders = [v for v in ops if loop.ops[v].own_registers]
     return max((sum(loop.ops[v].own_registers * live_copies(loop, schedule, v, schedule.starts[u]) for v in holders)
                 for u in holders), default=0)
+
+
+def max_roles(loop: Loop) -> int:
+    """The most roles any assignment satisfying rules 4 and 5 can use. A role holds at least one op,
+    the variable-latency ops share one of their own, a warpgroup role holds at least one warpgroup op
+    and a single-warp role only single-warp ops; rule 5 allows ``a`` warpgroup roles with at most
+    ``warpgroup·(G - a)`` single-warp ones, G = max_warps // warpgroup, and ``a`` is at least one per
+    kind (producer, other) with a warpgroup op. So the solvers need no more candidate roles than this
+    (roles are anonymous)."""
+    w = loop.warps
+    groups = w.max_warps // w.warpgroup
+    producer = [op.warps > 1 for op in loop.ops if op.variable_latency]
+    others = [op.warps > 1 for op in loop.ops if not op.variable_latency]
+    units = others + ([any(producer)] if producer else [])  # the producer role counts as one op
+    wide, single = sum(units), len(units) - sum(units)
+    least = any(producer) + any(others)
+    return max((a + min(single, w.warpgroup * (groups - a)) for a in range(least, min(groups, wide) + 1)), default=0)
 
 
 def crossing_register_values(loop: Loop, roles: tuple[int, ...]) -> list[int]:

@@ -1,7 +1,8 @@
 """The joint problem (docs/joint-model.md, constraints 1 and 3-11) on top of the CP-SAT modulo model.
 
 Roles are candidate slots: a fixed producer role 0 holding exactly the variable-latency ops (if any),
-then ``min(#other ops, max_warps - producer)`` roles, with a boolean ``x[v][r]`` per op and role
+then ``min(#other ops, max_warps - producer)`` roles, at most ``joint.max_roles`` in all (no assignment
+that rule 5 allows uses more), with a boolean ``x[v][r]`` per op and role
 (exactly one per op) and value precedence among the non-producer roles (op v may take role r only if
 an earlier op took r - 1), which keeps one assignment per partition of the ops. Every other quantity
 is bounded from the side the rules need, so its least value is what the verifier computes: a role
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from twill.model.joint import (THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, lifetime_terms,
-                               register_bytes, same_role_pairs)
+                               max_roles, register_bytes, register_lifetime_terms, same_role_pairs,
+                               transfer_cycles)
 from twill.model.loop import Loop
 
 
@@ -88,7 +90,7 @@ def add_roles(model: cp_model.CpModel, loop: Loop) -> tuple[list[list[cp_model.I
     ops = loop.ops
     producer = any(op.variable_latency for op in ops)
     others = [v for v, op in enumerate(ops) if not op.variable_latency]
-    count = producer + max(0, min(len(others), loop.warps.max_warps - producer))
+    count = max(1, min(producer + max(0, min(len(others), loop.warps.max_warps - producer)), max_roles(loop)))
     x = [[model.new_bool_var(f"x_{op.name}_{r}") for r in range(count)] for op in ops]
     for v, op in enumerate(ops):
         model.add_exactly_one(x[v])
@@ -191,8 +193,11 @@ def add_blocking(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, diff
 
 def lifetime_reach(loop: Loop, ii: int, stages_max: int) -> int:
     """Turns of II that bound every lifetime when stages are at most ``stages_max``: a consumer's
-    hold is at most the longest duration plus a release's barrier."""
-    longest = max(op.duration for op in loop.ops) + max(loop.warps.mbarrier, loop.warps.named)
+    hold, or a value's copy into its staging buffer, is at most the longest duration plus a
+    release's barrier or the longest transfer."""
+    w = loop.warps
+    longest = max(op.duration for op in loop.ops) + max(
+        w.mbarrier, w.named, *(transfer_cycles(w, register_bytes(op)) for op in loop.ops))
     return stages_max + 1 + max((e.distance for e in loop.edges), default=0) + ceil_div(longest, ii)
 
 
@@ -213,17 +218,17 @@ def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, reach: int,
 def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x, reach: int,
                    differ: RoleDiffer) -> list:
     """Rule 8's need per role: the overhead, the full turns floor(L/II) of its register values'
-    lifetimes (their fixed depths for fixed rings), and the peak of the remainders: a cumulative over
-    the modulo timeline of ``[p, p + L mod II)``, copies at p and p + II (as in add_issue), present
-    when the value is on the role. L is at least every lifetime term; a longer one only holds more."""
+    register lifetimes L_reg (their fixed depths for fixed rings), and the peak of the remainders: a
+    cumulative over the modulo timeline of ``[p, p + L_reg mod II)``, copies at p and p + II (as in
+    add_issue), present when the value is on the role. L_reg is at least every term that counts; a
+    longer one only holds more."""
     ops = loop.ops
     free = [v for v, op in enumerate(ops) if op.own_registers and op.depth is None]
     full, rest = {}, {}
     for v in free:
         name = ops[v].name
         life = model.new_int_var(0, reach * ii, f"life_{name}")
-        for term in lifetime_terms(loop, ii, start, v, differ):
-            model.add(life >= term)
+        add_at_least(model, life, register_lifetime_terms(loop, ii, start, v, differ))
         full[v], rest[v] = model.new_int_var(0, reach, f"full_{name}"), model.new_int_var(0, ii - 1, f"rest_{name}")
         model.add(life == ii * full[v] + rest[v])
     ends = {v: model.new_int_var(0, 2 * ii - 2, f"rest_end_{ops[v].name}") for v in free}
@@ -242,6 +247,15 @@ def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x,
             model.add_cumulative(remainders, [ops[v].own_registers for v in free for _ in (0, 1)], peak)
         needs.append(loop.warps.overhead + sum(turns) + peak)
     return needs
+
+
+def add_at_least(model: cp_model.CpModel, life, terms: list[tuple]) -> None:
+    """``life >= term`` for each of joint.register_lifetime_terms' pairs, unless its ``apart`` holds."""
+    for term, apart in terms:
+        if isinstance(apart, int):
+            model.add(life >= term)
+        else:
+            model.add(life >= term).only_enforce_if(~apart)
 
 
 def add_registers(model: cp_model.CpModel, loop: Loop, needs: list, used, wide, legal: list[int]) -> None:

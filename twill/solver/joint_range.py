@@ -25,14 +25,14 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from twill.model.joint import (carries_registers, handoff_cost, held_after_issue, lifetime_terms, register_bytes,
-                               same_role_pairs)
+from twill.model.joint import (carries_registers, handoff_cost, held_after_issue, lifetime_terms,
+                               register_bytes, register_lifetime_terms, same_role_pairs)
 from twill.model.loop import Loop
 from twill.solver.backend import Settings
 from twill.solver.bounds import stage_bound
 from twill.solver.cpsat_params import configure
 from twill.model.schedule import Schedule
-from twill.solver.joint_cpsat import (RoleDiffer, add_registers, add_roles, dense, flag, gated,
+from twill.solver.joint_cpsat import (RoleDiffer, add_at_least, add_registers, add_roles, dense, flag, gated,
                                       legal_setmaxnreg, lifetime_reach)
 
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
@@ -170,7 +170,7 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int], windows: bo
 
     used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
-    add_registers(model, loop, relaxed_register_needs(model, loop, ii, hi, start, x, depth, reach, differ), used, wide,
+    add_registers(model, loop, relaxed_register_needs(model, loop, ii, hi, start, x, reach, differ), used, wide,
                   legal)  # rules 5 and 8
     staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
     model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)  # rules 9 and 10
@@ -212,41 +212,46 @@ def add_apart(model: cp_model.CpModel, ii, a, len_a: int, b, len_b: int, enforce
         model.add(b >= a + q * ii + len_a).only_enforce_if([*enforce, ~before])
 
 
-def relaxed_register_needs(model: cp_model.CpModel, loop: Loop, ii, hi: int, start, x, depth, reach: int,
+def relaxed_register_needs(model: cp_model.CpModel, loop: Loop, ii, hi: int, start, x, reach: int,
                            differ: RoleDiffer) -> list:
     """Rule 8, relaxed: a role's peak of live register values is at least
 
-    - their average over the modulo timeline (registers x lifetime summed, over II);
-    - each value's own copies at its issue (ceil(L/II), its least ring depth), if it lives at all;
-    - what is live at any op's issue: the op's own value, each value it reads (released only after
-      it issues) and the turns a self edge of distance d keeps of a value everywhere (L >= d·II).
+    - their average over the modulo timeline (registers x register lifetime summed, over II);
+    - each value's own copies at its issue (ceil(L_reg/II)), if it lives at all;
+    - what is live at the issue of any op on the role: the op's own value, each value it reads
+      (released only after it issues) and the turns a self edge of distance d keeps of a value
+      everywhere (L_reg >= d·II).
 
     Fixed rings count their depth."""
     ops = loop.ops
     free = [v for v, op in enumerate(ops) if op.own_registers and op.depth is None]
-    life = {}
+    life, copies = {}, {}
     for v in free:
         life[v] = model.new_int_var(0, reach * hi, f"life_{ops[v].name}")
-        for term in lifetime_terms(loop, ii, start, v, differ):
-            model.add(life[v] >= term)
+        add_at_least(model, life[v], register_lifetime_terms(loop, ii, start, v, differ))
+        copies[v] = model.new_int_var(1, reach, f"copies_{ops[v].name}")
+        span = model.new_int_var(0, hi * reach, f"register_span_{ops[v].name}")
+        model.add_multiplication_equality(span, [ii, copies[v]])
+        model.add(span >= life[v])
     turns = {v: max([0] + [e.distance for e in loop.edges if e.src == e.dst == v]) for v in free}
-    points = []  # per op: copies of each free value surely live at its issue
+    points = []  # per op: copies of each free value surely live at its issue when on its role
     for c, op in enumerate(ops):
         live = dict(turns)
         if c in live and op.duration:
             live[c] = max(1, live[c])
         for e in (e for e in loop.edges if e.dst == c != e.src and e.src in live and held_after_issue(loop, e)):
             live[e.src] = max(1, live[e.src])
-        points.append(live)
+        points.append((c, live))
     needs = []
     for r in range(len(x[0])):
         fixed = sum(op.own_registers * op.depth * x[v][r] for v, op in enumerate(ops)
                     if op.own_registers and op.depth is not None)
         peak = model.new_int_var(0, sum(ops[v].own_registers * reach for v in free), f"peak_{r}")
         for v in (v for v in free if ops[v].duration):
-            model.add(peak >= ops[v].own_registers * depth[v]).only_enforce_if(x[v][r])
-        for live in points:
-            model.add(peak >= sum(ops[v].own_registers * n * x[v][r] for v, n in live.items()))
+            model.add(peak >= ops[v].own_registers * copies[v]).only_enforce_if(x[v][r])
+        model.add(peak >= sum(ops[v].own_registers * n * x[v][r] for v, n in turns.items()))
+        for c, live in points:
+            model.add(peak >= sum(ops[v].own_registers * n * x[v][r] for v, n in live.items())).only_enforce_if(x[c][r])
         average = model.new_int_var(0, max(peak.proto.domain) * hi, f"average_{r}")
         model.add_multiplication_equality(average, [ii, peak])
         model.add(average >= sum(ops[v].own_registers * gated(model, life[v], x[v][r], f"held_{ops[v].name}_{r}")

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import z3
 
-from twill.model.joint import (THREADS_PER_WARP, ceil_div, depth, handoff_cost, held_after_issue, lifetime,
-                               lifetime_edges, lifetime_terms, register_bytes, released_after_issue,
-                               same_role_pairs)
+from twill.model.joint import (THREADS_PER_WARP, ceil_div, depth, handoff_cost, held_after_issue, lifetime_edges,
+                               lifetime_terms, max_roles, register_bytes, register_lifetime, register_lifetime_terms,
+                               released_after_issue, same_role_pairs)
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 
@@ -36,7 +36,7 @@ class JointVars:
 def add_joint(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
               start: list[z3.ArithRef]) -> JointVars:
     """Add rules 3-11 (rule 1's hand-offs: ``handoff``)."""
-    ctx, ids = solver.ctx, range(min(len(loop.ops), loop.warps.max_warps))  # a role takes >= 1 warp
+    ctx, ids = solver.ctx, range(max(1, min(len(loop.ops), loop.warps.max_warps, max_roles(loop))))  # rule 5 allows no more
     role, roles_used = add_roles(solver, loop, ids, ctx)
     solver.add([role[a] == role[b] for a, b, _ in same_role_pairs(loop)])  # rules 7 and 8
     add_issue_order(solver, loop, ii, slot, role)
@@ -152,14 +152,16 @@ def register_needs(solver: z3.Solver, loop: Loop, ii: int, ids: range, slot: lis
     register value of the role (the sum over the modulo timeline rises only at those slots).
 
     A value holds its fixed depth in copies, else ``floor(L/II)`` plus one over ``[p, p + L mod II)``
-    circularly; ``L`` is at least every lifetime term (a longer one only holds more copies)."""
+    circularly, with ``L`` at least every register lifetime term that counts (a longer one only holds
+    more copies)."""
     ctx, ops = solver.ctx, loop.ops
     holders = [v for v, op in enumerate(ops) if op.own_registers]
     full, rest = {}, {}
     for v in (v for v in holders if ops[v].depth is None):
         life, full[v], rest[v] = (z3.Int(f"{x}_{ops[v].name}", ctx) for x in ("L", "Lfull", "Lrest"))
         solver.add(life == ii * full[v] + rest[v], 0 <= rest[v], rest[v] < ii)
-        solver.add([life >= term for term in lifetime_terms(loop, ii, start, v, differ(role))])
+        solver.add([life >= term if isinstance(apart, int) else z3.Implies(apart == 0, life >= term)
+                    for term, apart in register_lifetime_terms(loop, ii, start, v, differ(role))])
 
     def copies(v: int, at: int) -> z3.ArithRef | int:
         if ops[v].depth is not None:
@@ -233,8 +235,8 @@ def dense(roles: list[int]) -> tuple[int, ...]:
 def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, int, int]]:
     """(u, v, c) with ``t(v) - t(u) >= c``: every joint rule on the stages once the slots, roles,
     ring depths and register lifetimes of ``schedule`` are held (docs/joint-model.md, "Stage bound"):
-    edges with their hand-offs, blocking rules, and lifetimes within the schedule's depths (within its
-    own lifetimes for register values, whose registers follow the lifetimes)."""
+    edges with their hand-offs, blocking rules, lifetimes within the schedule's depths, and register
+    lifetimes within the schedule's own (registers follow them)."""
     ii, t, roles = schedule.ii, schedule.starts, schedule.roles
     found = [(e.src, e.dst, e.delay - ii * e.distance
               + (handoff_cost(loop, e) if roles[e.src] != roles[e.dst] else 0)) for e in loop.edges]
@@ -244,9 +246,13 @@ def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, in
                       for o, op in enumerate(loop.ops) if o != e.dst and roles[o] == roles[e.dst]]
     for v, op in enumerate(loop.ops):
         if op.has_value or op.depth is not None:
-            held = lifetime(loop, schedule, v) if op.own_registers and op.depth is None else depth(loop, schedule, v) * ii
+            held = depth(loop, schedule, v) * ii
             found += [(e.dst, v, ii * e.distance + released_after_issue(loop, e, roles[v] != roles[e.dst]) - held)
                       for e in lifetime_edges(loop, v)]
+        if op.own_registers and op.depth is None:
+            held = register_lifetime(loop, schedule, v)
+            found += [(e.dst, v, ii * e.distance + held_after_issue(loop, e) - held)
+                      for e in lifetime_edges(loop, v) if roles[v] == roles[e.dst]]
     return found
 
 

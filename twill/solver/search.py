@@ -130,11 +130,11 @@ def search(loop: Loop, backend: Backend, seconds: float | None = None,
             result.seconds = time.perf_counter() - budget.began
             return result
         if hint is not None and hint.ii > ii:  # feasible first: a schedule before the sweep closes the gap
-            incumbent = _incumbent(loop, backend, budget, hint, first)
+            incumbent = _incumbent(loop, backend, budget, hint, first, INCUMBENT_SHARE)
         if incumbent is None and hint is not None:  # or the relaxed roles and order, one iteration at a time
             unpipelined = _unpipelined(loop, hint, ii, cap)
             if unpipelined is not None:
-                incumbent = _incumbent(loop, backend, budget, unpipelined, first)
+                incumbent = _incumbent(loop, backend, budget, unpipelined, first, CONFIRM_SHARE)
     while found is None and not budget.exhausted:
         if incumbent is not None and ii == incumbent.schedule.ii:
             result.proof.append(ProofStep(ii, ii, "feasible", backend.name, f"stage bound {incumbent.stage_bound}"))
@@ -196,12 +196,15 @@ def _relaxation_steps(loop: Loop, relaxed, budget: Budget, mii: int, cap: int,
 
 # Share of the remaining budget for the incumbent: one schedule before the sweep proves the IIs below it.
 INCUMBENT_SHARE = 0.25
+# Share for confirming a placed schedule: the hint is a whole schedule, which CP-SAT takes within a
+# second on FA backward; the rest of the query would only improve its hand-off bytes at a high II.
+CONFIRM_SHARE = 0.05
 
 
-def _incumbent(loop: Loop, backend: Backend, budget: Budget, hint: Schedule, first: str) -> Outcome | None:
-    """A schedule at the II of the relaxation's least solution (hinted with it), or None."""
-    outcome = checked(loop, backend, backend.solve(loop, Query(hint.ii, first, hint=hint),
-                                                   budget.share(INCUMBENT_SHARE)))
+def _incumbent(loop: Loop, backend: Backend, budget: Budget, hint: Schedule, first: str,
+               share: float) -> Outcome | None:
+    """A schedule at the II of ``hint`` (a relaxed solution or a placed schedule), or None."""
+    outcome = checked(loop, backend, backend.solve(loop, Query(hint.ii, first, hint=hint), budget.share(share)))
     budget.charge(outcome)
     return outcome if outcome.schedule is not None else None
 
