@@ -466,13 +466,17 @@ def tiny_loop(seed: int) -> Loop:
         p_depth=knobs.choice((0.0, 0.2)), p_ban=0.25, tightness=knobs.choice((0.8, 1.0, 1.5)), p_release=0.15)
 
 
+def optimum_near_mii(loop: Loop, span: int) -> JointOptimum | None:
+    """The oracle on ``loop`` over II in [MII, MII + span] (MII from twill.solver.bounds)."""
+    from twill.solver.bounds import compute_bounds
+    mii = compute_bounds(loop).mii
+    return joint_oracle(loop, mii + span, mii)
+
+
 @functools.lru_cache(maxsize=None)
 def tiny_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``tiny_loop(seed)`` over II in [MII, MII + span] (MII from twill.solver.bounds)."""
-    from twill.solver.bounds import compute_bounds
-    loop = tiny_loop(seed)
-    mii = compute_bounds(loop).mii
-    return joint_oracle(loop, mii + span, mii)
+    return optimum_near_mii(tiny_loop(seed), span)
 
 
 def register_loop(seed: int) -> Loop:
@@ -490,10 +494,7 @@ def register_loop(seed: int) -> Loop:
 @functools.lru_cache(maxsize=None)
 def register_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``register_loop(seed)`` over II in [MII, MII + span]."""
-    from twill.solver.bounds import compute_bounds
-    loop = register_loop(seed)
-    mii = compute_bounds(loop).mii
-    return joint_oracle(loop, mii + span, mii)
+    return optimum_near_mii(register_loop(seed), span)
 
 
 def accumulator_loop(seed: int) -> Loop:
@@ -512,10 +513,7 @@ def accumulator_loop(seed: int) -> Loop:
 @functools.lru_cache(maxsize=None)
 def accumulator_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``accumulator_loop(seed)`` over II in [MII, MII + span]."""
-    from twill.solver.bounds import compute_bounds
-    loop = accumulator_loop(seed)
-    mii = compute_bounds(loop).mii
-    return joint_oracle(loop, mii + span, mii)
+    return optimum_near_mii(accumulator_loop(seed), span)
 
 
 def overwrite_loop(seed: int) -> Loop:
@@ -536,10 +534,7 @@ def overwrite_loop(seed: int) -> Loop:
 @functools.lru_cache(maxsize=None)
 def overwrite_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``overwrite_loop(seed)`` over II in [MII, MII + span]."""
-    from twill.solver.bounds import compute_bounds
-    loop = overwrite_loop(seed)
-    mii = compute_bounds(loop).mii
-    return joint_oracle(loop, mii + span, mii)
+    return optimum_near_mii(overwrite_loop(seed), span)
 
 
 def staging_loop(seed: int) -> Loop:
@@ -563,7 +558,4 @@ def staging_loop(seed: int) -> Loop:
 @functools.lru_cache(maxsize=None)
 def staging_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``staging_loop(seed)`` over II in [MII, MII + span]."""
-    from twill.solver.bounds import compute_bounds
-    loop = staging_loop(seed)
-    mii = compute_bounds(loop).mii
-    return joint_oracle(loop, mii + span, mii)
+    return optimum_near_mii(staging_loop(seed), span)
