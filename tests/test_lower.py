@@ -41,7 +41,8 @@ def program(request):
 
 def test_every_shipped_kernel_has_a_saved_schedule():
     names = {p.name for p in SAVED}
-    assert {"fa-fwd-h100.schedule.yaml", "fa-fwd-b200.schedule.yaml", "gemm-h100.schedule.yaml", "gemm-b200.schedule.yaml",
+    assert {"fa-fwd-h100.schedule.yaml", "fa-fwd-b200.schedule.yaml", "fa-bwd-h100.schedule.yaml",
+            "gemm-h100.schedule.yaml", "gemm-b200.schedule.yaml",
             "fa-bwd-b200.schedule.yaml"} <= names
 
 
@@ -154,3 +155,14 @@ def test_save_schedule_round_trips_through_lower(tmp_path):
     assert solved.exit_code == 0
     again = runner.invoke(app, ["lower", str(ROOT / "specs/kernels/gemm.yaml"), str(target)])
     assert again.exit_code == 0 and "II 256" in again.output
+
+
+def test_a_writer_waits_for_an_asynchronous_reader_of_the_slot_it_reuses():
+    """FA backward on H100: dV's wgmma reads P from S's registers (one slot) asynchronously; the next
+    S must wait for that wgmma to complete before it overwrites them (found by the simulator)."""
+    program = program_of(ROOT / "kernels" / "fa-bwd-h100.schedule.yaml", ROOT / "specs" / "kernels" / "fa-bwd.yaml")
+    ops = program.loop.ops
+    for half in "01":
+        s = next(st for r in program.roles for st in r.steps if st.name == f"s.{half}")
+        assert program.values[s.op].depth == 1
+        assert ("dv." + half, 1) in {(ops[w.op].name, w.distance) for w in s.local_waits}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from twill.model.joint import depth, handoff_cost, layout, register_bytes, release_cost
+from twill.model.joint import depth, handoff_cost, held_after_issue, layout, register_bytes, release_cost
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 from twill.emit.program import Channel, LocalWait, Program, RoleProgram, Signal, Step, Value, Wait
@@ -31,7 +31,7 @@ def lower(loop: Loop, schedule: Schedule) -> Program:
     if not loop.joint or schedule.roles is None:
         raise ValueError("lowering needs a joint schedule (a machine with warps, one role per op)")
     values = tuple(_value(loop, schedule, v) for v in range(len(loop.ops)))
-    builder = _Builder(loop, schedule)
+    builder = _Builder(loop, schedule, values)
     for src in range(len(loop.ops)):
         crossing = [e for e in loop.edges if e.src == src and schedule.roles[e.dst] != schedule.roles[src]]
         if crossing:
@@ -59,8 +59,8 @@ def _value(loop: Loop, schedule: Schedule, v: int) -> Value:
 
 
 class _Builder:
-    def __init__(self, loop: Loop, schedule: Schedule):
-        self.loop, self.schedule = loop, schedule
+    def __init__(self, loop: Loop, schedule: Schedule, values: tuple[Value, ...]):
+        self.loop, self.schedule, self.values = loop, schedule, values
         self.channels: list[Channel] = []
         self.unordered: list[str] = []
         self.waits: dict[int, list[Wait]] = defaultdict(list)
@@ -104,9 +104,15 @@ class _Builder:
         held[awaited] = min(held.get(awaited, distance), distance)
 
     def same_role(self, e: Dependence) -> None:
-        src = self.loop.ops[e.src]
+        """Read after write: the reader waits for an asynchronous writer. Write after read: before
+        writing item i into the slot of item i - D, the writer waits for an asynchronous reader of
+        that item (iteration i - D + d) to complete, which program order alone does not give."""
+        src, dst = self.loop.ops[e.src], self.loop.ops[e.dst]
         if e.src != e.dst and src.issue < src.duration <= e.delay:
             self._local_wait(e.dst, e.src, e.distance)
+        value = self.values[e.src]
+        if value.memory != "none" and dst.issue < dst.duration and held_after_issue(self.loop, e):
+            self._local_wait(e.src, e.dst, value.depth - e.distance)
 
     def drain(self, e: Dependence) -> None:
         """The latest instance of each asynchronous op o of v's role issued strictly before u's
