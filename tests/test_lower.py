@@ -106,7 +106,7 @@ def test_every_cross_role_edge_is_a_channel_wait(program):
     for e in loop.edges:
         if roles[e.src] == roles[e.dst]:
             continue
-        ch = next(c for c in program.channels if c.producer == e.src and not c.token)
+        ch = program.value_channel(e.src)
         assert any(w.channel == ch.id and w.barrier == "full" and w.distance == e.distance
                    for w in steps[e.dst].waits), loop.edge_text(e)
         assert ch.depth >= e.distance

@@ -49,13 +49,9 @@ def lower(loop: Loop, schedule: Schedule) -> Program:
 
 def _value(loop: Loop, schedule: Schedule, v: int) -> Value:
     op = loop.ops[v]
-    if op.registers:
-        return Value(v, "registers", depth(loop, schedule, v), op.registers)
-    if op.smem:
-        return Value(v, "smem", depth(loop, schedule, v), op.smem)
-    if op.tmem:
-        return Value(v, "tmem", depth(loop, schedule, v), op.tmem)
-    return Value(v, "none", depth(loop, schedule, v), 0)
+    memory, size = next(((memory, size) for memory, size in
+                         (("registers", op.registers), ("smem", op.smem), ("tmem", op.tmem)) if size), ("none", 0))
+    return Value(v, memory, depth(loop, schedule, v), size)
 
 
 class _Builder:

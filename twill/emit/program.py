@@ -152,6 +152,15 @@ class Program:
     def ii(self) -> int:
         return self.schedule.ii
 
+    @property
+    def value_channels(self) -> tuple[Channel, ...]:
+        """The channels that carry a result (not order tokens): at most one per producer op."""
+        return tuple(ch for ch in self.channels if not ch.token)
+
+    def value_channel(self, op: int) -> Channel | None:
+        """The channel carrying ``op``'s result to other roles, if it has one."""
+        return next((ch for ch in self.value_channels if ch.producer == op), None)
+
     def role(self, role_id: int) -> RoleProgram:
         return next(r for r in self.roles if r.id == role_id)
 

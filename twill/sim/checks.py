@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twill.emit.program import Program
-from twill.model.joint import THREADS_PER_WARP, ceil_div, handoff_cost
+from twill.model.joint import THREADS_PER_WARP, ceil_div, handoff_cost, held_after_issue
 from twill.model.loop import Dependence
 from twill.sim.trace import Event, Trace
 
@@ -81,7 +81,7 @@ def _rings(program: Program) -> list[tuple[int, int, list[Dependence]]]:
         if value.memory == "none":
             continue
         out = [e for e in loop.edges if e.src == value.op]
-        ch = next((c for c in program.channels if c.producer == value.op and not c.token), None)
+        ch = program.value_channel(value.op)
         if ch is None:
             rings.append((value.op, value.depth, out))
         elif value.memory == "registers":
@@ -104,7 +104,7 @@ def overwrites(trace: Trace) -> list[Finding]:
                 reader = ran.get((e.dst, q - depth + e.distance))
                 if reader is None:
                     continue
-                at_issue = e.src == e.dst or e.release == "issue"
+                at_issue = not held_after_issue(program.loop, e)
                 released = reader.issue if at_issue else reader.complete
                 if released > writer.issue:
                     found.append(Finding(
@@ -132,7 +132,7 @@ def resources(program: Program) -> list[Finding]:
     registers = sum(r.warps * THREADS_PER_WARP * r.setmaxnreg for r in wide) + group_threads * sum(packed)
     warps = sum(r.warps for r in wide) + w.warpgroup * ceil_div(len(narrow), w.warpgroup)
     smem = tmem = 0
-    staged = {ch.producer for ch in program.channels if not ch.token}
+    staged = {ch.producer for ch in program.value_channels}
     for ch in program.channels:
         smem += ch.depth * ch.slot_size if ch.memory == "smem" else 0
         tmem += ch.depth * ch.slot_size if ch.memory == "tmem" else 0

@@ -90,11 +90,11 @@ class _Rings:
     def __init__(self, program: Program):
         loop, roles = program.loop, program.schedule.roles
         self.value_ring = {v.op: f"value {loop.ops[v.op].name}" for v in program.values}
-        self.channel_ring = {ch.producer: f"channel {ch.name}" for ch in program.channels if not ch.token}
+        self.channel_ring = {ch.producer: f"channel {ch.name}" for ch in program.value_channels}
         self.slots: dict[str, list[_Slot | None]] = {self.value_ring[v.op]: [None] * v.depth
                                                      for v in program.values}
         self.slots.update({self.channel_ring[ch.producer]: [None] * ch.depth
-                           for ch in program.channels if not ch.token})
+                           for ch in program.value_channels})
         self.ring_of = {e: self.value_ring[e.src] if roles[e.src] == roles[e.dst] else self.channel_ring[e.src]
                         for e in loop.edges}
 
@@ -132,7 +132,7 @@ class _Replay:
         self.queued = {e for e in loop.edges if e.delay < loop.ops[e.src].duration}
         held = [e for e in loop.edges if e not in self.queued and held_after_issue(loop, e) > 0]
         roles = trace.program.schedule.roles
-        late = {c.producer: c.release_latency for c in trace.program.channels if not c.token}
+        late = {c.producer: c.release_latency for c in trace.program.value_channels}
         self.held = {e: late[e.src] if roles[e.src] != roles[e.dst] else 0 for e in held}  # release delay
         self.inputs = {v: [e for e in loop.edges if e.dst == v] for v in range(len(loop.ops))}
         self._run()
