@@ -95,17 +95,20 @@ def emit_json(data: dict, target: str) -> None:
 def load_scheduled(spec: str, schedule_file: Optional[str], machine: Optional[str], settings: Optional[list[str]],
                    subtile: Optional[int], cross_role: Optional[bool], max_warps: Optional[int],
                    backend: str, time_limit: float, deterministic: bool):
-    """(loop, schedule) for lower and simulate: the schedule file's (checked by the verifier), or a solve.
+    """(instance, schedule, proof) for lower, simulate and emit: the schedule file's (checked by the
+    verifier), or a solve's; ``proof`` says where the schedule came from and what is proven of its II.
 
     Exits 2 on bad input and 1 when there is no valid schedule."""
     from twill.model.hand_schedule import load_hand_schedule, read_header
+    from twill.model.loader import load_instance
     from twill.review import review
 
     try:
         header = read_header(schedule_file) if schedule_file else None
         params = ((header.params or {}) if header else {}) | parse_settings(settings)
-        loop = load_spec(spec, machine or (header.machine if header else None), params or None, subtile=subtile,
-                         cross_role=cross_role, max_warps=max_warps)
+        instance = load_instance(spec, machine or (header.machine if header else None), params or None,
+                                 subtile=subtile, cross_role=cross_role, max_warps=max_warps)
+        loop = instance.loop
         if not loop.joint:
             raise SpecError("needs a machine with warps (roles, barriers): pass --machine h100 or b200",
                             file=spec, field="machine")
@@ -117,13 +120,16 @@ def load_scheduled(spec: str, schedule_file: Optional[str], machine: Optional[st
         if result.schedule is None:
             typer.echo(f"error: no schedule: {result.status} (lower bound II {result.lower_bound})", err=True)
             raise typer.Exit(1)
-        return loop, result.schedule
+        return instance, result.schedule, {"source": "solved", "optimal": result.optimal,
+                                           "lower_bound": result.lower_bound}
     checked = review(loop, hand)
     if not checked.valid:
         typer.echo(f"error: {schedule_file}: not a valid schedule (twill verify {spec} {schedule_file} "
                    "says why)", err=True)
         raise typer.Exit(1)
-    return loop, checked.schedule
+    mii = compute_bounds(loop).mii
+    return instance, checked.schedule, {"source": schedule_file, "optimal": True if checked.schedule.ii == mii else None,
+                                        "lower_bound": mii}
 
 
 def schedule_file_text(loop, schedule, machine: Optional[str], params: dict) -> str:
@@ -239,9 +245,9 @@ def lower_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
     from twill.emit.lower import lower
     from twill.emit.render import render_program
 
-    loop, schedule = load_scheduled(spec, schedule_file, machine, settings, subtile, cross_role, max_warps,
-                                    backend, time_limit, deterministic)
-    typer.echo(render_program(lower(loop, schedule)))
+    instance, schedule, _ = load_scheduled(spec, schedule_file, machine, settings, subtile, cross_role, max_warps,
+                                           backend, time_limit, deterministic)
+    typer.echo(render_program(lower(instance.loop, schedule)))
 
 
 @app.command("simulate")
@@ -277,9 +283,9 @@ def simulate_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
         fail(SpecError(f"unknown issue mode {issue!r} (choose from {', '.join(ISSUE_MODES)})", field="--issue"))
     if jitter >= 1:
         fail(SpecError(f"jitter must be below 1, got {jitter:g}", field="--jitter"))
-    loop, schedule = load_scheduled(spec, schedule_file, machine, settings, subtile, cross_role, max_warps,
-                                    backend, time_limit, deterministic)
-    program = lower(loop, schedule)
+    instance, schedule, _ = load_scheduled(spec, schedule_file, machine, settings, subtile, cross_role, max_warps,
+                                           backend, time_limit, deterministic)
+    program = lower(instance.loop, schedule)
     result = simulate(program, iters, latency_jitter=jitter, seed=seed, issue=issue)
     checked, runs = None, [result]
     if functional:
@@ -304,6 +310,45 @@ def simulate_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
             typer.echo(checked.text())
     ok = all(run.ok for run in runs) and (checked is None or checked.passed)
     raise typer.Exit(0 if ok else 1)
+
+
+@app.command("emit")
+def emit_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
+                 schedule_file: Optional[str] = typer.Argument(None, metavar="[SCHEDULE]",
+                                                               help="Schedule file (default: solve the spec)."),
+                 out: str = typer.Option(..., "--out", "-o", metavar="DIR", help="Directory to write (replaced)."),
+                 machine: Optional[str] = MachineOption, settings: Optional[list[str]] = SetOption,
+                 target: Optional[str] = typer.Option(None, "--target", metavar="TARGET",
+                                                      help="sm90a | sm100a | host (default: the machine's arch)."),
+                 compile_: bool = typer.Option(False, "--compile", help="NVRTC to a cubin (the cuda extra); report "
+                                                                      "ptxas' numbers and the SASS classes."),
+                 check: bool = typer.Option(False, "--check", help="host target: build the C++ twin and run it "
+                                                                  "against NumPy for trip counts 0, 1, 2, stages-1, "
+                                                                  "stages and 64."),
+                 sanitize: bool = typer.Option(True, "--sanitize/--no-sanitize",
+                                               help="Build the twin under ThreadSanitizer (with --check)."),
+                 seed: int = typer.Option(0, "--seed", help="Twin inputs' seed; nonzero also delays TMA data at "
+                                                            "random (with --check)."),
+                 json_out: Optional[str] = JsonOption, backend: str = BackendOption,
+                 time_limit: float = TimeLimitOption, deterministic: bool = DeterministicOption,
+                 subtile: Optional[int] = SubtileOption, cross_role: Optional[bool] = CrossRoleOption,
+                 max_warps: Optional[int] = MaxWarpsOption):
+    """Emit the kernel: source, manifest.json and a launcher in DIR; optionally compile it (device
+    targets) or check its CPU twin against NumPy (host). Exit 1 when compile or check fails."""
+    from twill.emit.driver import emit_kernel
+
+    instance, schedule, proof = load_scheduled(spec, schedule_file, machine, settings, subtile, cross_role,
+                                               max_warps, backend, time_limit, deterministic)
+    try:
+        result = emit_kernel(instance, schedule, proof, target, out, compile_=compile_, check=check,
+                             sanitize=sanitize, seed=seed)
+    except SpecError as error:
+        fail(error)
+    if json_out is not None:
+        emit_json(result.json(), json_out)
+    if json_out != "-":
+        typer.echo(result.text())
+    raise typer.Exit(0 if result.ok else 1)
 
 
 def main() -> None:

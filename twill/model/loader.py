@@ -43,19 +43,35 @@ def load_machine(name_or_path: str, *, referenced_from: SourceMap | None = None,
     return validate(MachineSpec, data, source)
 
 
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """A kernel spec instantiated for one machine: the loop, and what the emitter needs besides it."""
+
+    loop: Loop
+    spec: LoopSpec          # parameters resolved, overrides applied
+    machine: MachineSpec
+    params: dict[str, Any]  # every declared parameter's value (defaults included)
+
+
 def load_spec(path: str | Path, machine: str | None = None, params: Mapping[str, Any] | None = None,
               **overrides: Any) -> Loop:
     """Read a loop spec; ``machine`` (a name or path) overrides the spec's own ``machine:``, ``params``
     set its parameters, and ``overrides`` (subtile, cross_role, max_warps; None: keep) its fields."""
+    return load_instance(path, machine, params, **overrides).loop
+
+
+def load_instance(path: str | Path, machine: str | None = None, params: Mapping[str, Any] | None = None,
+                  **overrides: Any) -> Instance:
+    """As ``load_spec``, keeping the instantiated spec, the machine and the parameter values."""
     data, source = load_yaml(path)
     machine_spec = _machine(data, source, machine)
     if machine_spec is None:
         validate(LoopSpec, data, source)  # report a malformed spec before the missing machine
         raise source.error(("name",), "no machine: add `machine:` to the spec or pass --machine")
-    data = instantiate(data, source, machine_spec, params or {})
+    data, values = instantiate(data, source, machine_spec, params or {})
     spec = validate(LoopSpec, data, source)
     spec = spec.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    return build_loop(spec, machine_spec, source)
+    return Instance(build_loop(spec, machine_spec, source), spec, machine_spec, values)
 
 
 def _machine(data: Any, source: SourceMap, machine: str | None) -> MachineSpec | None:

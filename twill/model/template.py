@@ -28,8 +28,10 @@ def machine_names(machine: MachineSpec) -> dict[str, Any]:
     return {name: constant.value for name, constant in machine.constants.items()}
 
 
-def instantiate(data: dict, source: SourceMap, machine: MachineSpec, settings: Mapping[str, Any]) -> dict:
-    """``data`` with parameters resolved; records dropped list items in ``source.kept``."""
+def instantiate(data: dict, source: SourceMap, machine: MachineSpec,
+                settings: Mapping[str, Any]) -> tuple[dict, dict[str, Any]]:
+    """``data`` with parameters resolved, and the parameters' values; records dropped list items in
+    ``source.kept``."""
     data = dict(data)
     declared = data.pop("params", None) or {}
     lets = data.pop("let", None) or {}
@@ -59,7 +61,7 @@ def instantiate(data: dict, source: SourceMap, machine: MachineSpec, settings: M
     for key in ("ops", "edges"):
         if data[key] is None:
             del data[key]
-    return data
+    return data, {name: names[name] for name in declared}
 
 
 def _names(items: Any) -> set:

@@ -1,0 +1,433 @@
+"""Place a pipeline program on a target: the template context and the manifest (docs/emit.md).
+
+Nothing here decides what the kernel does; the program did. This module only lays it out: warps per
+role (single-warp roles packed into warpgroups, as rule 5 of the joint model counts them), the
+shared-memory offset of every ring slot and mbarrier, the tensor-memory columns of every value, and
+per step the facts a template prints: the item, slot and parity of each wait and signal, the local
+waits, and what the op body reads and writes. The templates (twill/emit/templates/) print it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twill.emit.families import ELEMENT_BYTES, FAMILIES
+from twill.emit.program import Channel, Program, RoleProgram, Signal, Step, Wait
+from twill.errors import SpecError
+from twill.model.loader import Instance
+from twill.sim.semantics import split_name
+
+TARGETS = ("sm90a", "sm100a", "host")
+ARCH = {"sm90a": "sm_90a", "sm100a": "sm_100a"}
+DEFAULT_TARGET = {"sm90": "sm90a", "sm100": "sm100a"}   # the machine's ``arch`` constant
+BODIES = {"sm90a": ("tma_load", "mma"), "sm100a": ("tma_load", "mma"), "host": ("tma_load", "mma")}
+SLOT_ALIGN = 1024          # a 128-byte-swizzled TMA box repeats every 8 rows of 128 bytes (PTX ISA, "Tensor copy: swizzling modes")
+BASE_SLACK = 1024          # the dynamic shared-memory base is rounded up to SLOT_ALIGN at run time
+TMEM_MIN_COLUMNS = 32      # tcgen05.alloc takes a power of two >= 32 columns (PTX ISA, "tcgen05.alloc")
+REGISTER_FILE = 65536      # 32-bit registers per SM (CUDA C++ Programming Guide, "Compute Capabilities")
+MAX_LAUNCH_REGISTERS = 248  # with __launch_bounds__(T, 1) and setmaxnreg, ptxas pins 65536 / T registers per
+                            # thread, at most 255 rounded down to a multiple of 8 (measured: ptxas -v, NVRTC 13.5)
+
+
+class EmitError(SpecError):
+    """A program this target cannot emit (bad input: exit 2)."""
+
+
+@dataclass
+class Buffer:
+    name: str
+    offset: int
+    bytes: int
+    kind: str                      # slot | mbarrier | tmem_address
+    arrivals: int | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        data = {"name": self.name, "offset": self.offset, "bytes": self.bytes, "kind": self.kind}
+        if self.arrivals is not None:
+            data["arrivals"] = self.arrivals
+        return data
+
+
+@dataclass
+class Ring:
+    """Where a channel lives: its slots (``data`` offset, bytes per slot) and its two barrier arrays.
+
+    ``slots`` and ``flip`` are read off the program's own rules (``Channel.slot`` and
+    ``Channel.parity``), so the emitted arithmetic is the program's: item q uses slot ``q % slots``
+    and waits on parity ``((q / depth) & 1) ^ flip[barrier]``."""
+
+    channel: Channel
+    full: int
+    empty: int
+    data: int | None
+    slot_bytes: int
+    slots: int
+    flip: dict[str, int]
+
+
+def _ring(ch: Channel, full: int, empty: int, data: int | None, slot_bytes: int) -> Ring:
+    items = range(4 * ch.depth)
+    slots = len({ch.slot(q) for q in items})
+    flip = {barrier: ch.parity(barrier, 0) for barrier in ("full", "empty")}
+    for q in items:
+        if ch.slot(q) != q % slots or any(ch.parity(b, q) != ((q // ch.depth) & 1) ^ f for b, f in flip.items()):
+            raise EmitError(f"channel {ch.name!r}: item {q}'s slot or parity follows no ring rule", field="channels")
+    return Ring(ch, full, empty, data, slot_bytes, slots, flip)
+
+
+@dataclass
+class Item:
+    """A wait or signal for item q = i - distance of a channel's ``barrier`` (C expressions)."""
+
+    ring: Ring
+    barrier: str
+    distance: int
+    how: str = "wait"              # wait | arrive | tx (the TMA's bytes complete it) | complete (async op)
+
+    @property
+    def offset(self) -> int:
+        return self.ring.full if self.barrier == "full" else self.ring.empty
+
+    @property
+    def depth(self) -> int:
+        return self.ring.channel.depth
+
+    @property
+    def slots(self) -> int:
+        return self.ring.slots
+
+    @property
+    def tail(self) -> int:
+        return self.ring.channel.tail
+
+    @property
+    def parity_flip(self) -> int:
+        return self.ring.flip[self.barrier]
+
+    @property
+    def label(self) -> str:
+        return f"{self.ring.channel.name}.{self.barrier}"
+
+
+@dataclass
+class Operand:
+    """An input tile of an op body: the ring (channel or value ring) slot of item i - distance."""
+
+    op: str
+    offset: int
+    slot_bytes: int
+    depth: int
+    distance: int
+
+
+@dataclass
+class StepContext:
+    step: Step
+    kind: str
+    args: dict[str, Any]
+    base: str
+    part: int | None
+    waits: list[Item]
+    local_waits: list[tuple[str, int]]   # (op name, distance)
+    signals: list[Item]
+    binding: Any = None                  # the family's Load / Mma for this op
+    operands: dict[str, Operand] = field(default_factory=dict)
+    tmem_column: int | None = None       # tcgen05 accumulator column
+    accumulator: str | None = None       # C identifier of a register accumulator
+    last_of_role: bool = False           # the role's last step: it signals the epilogue (sm100a)
+
+
+@dataclass
+class RoleContext:
+    role: RoleProgram
+    first_warp: int
+    steps: list[StepContext]
+    accumulators: list[StepContext]       # register accumulators this role holds (stored by its epilogue)
+    sync_barrier: int = 0                 # named barrier that syncs the role's warps (0 is __syncthreads)
+
+    @property
+    def warps(self) -> tuple[int, int]:
+        return self.first_warp, self.first_warp + self.role.warps
+
+
+@dataclass
+class WarpGroup:
+    first_warp: int
+    setmaxnreg: int
+    roles: list[RoleContext]
+    launch_registers: int = 0             # per thread at launch: setmaxnreg below it is a dec, above an inc
+
+
+@dataclass
+class Kernel:
+    """Everything the templates and the manifest need."""
+
+    name: str
+    target: str
+    instance: Instance
+    program: Program
+    family: Any
+    warpgroups: list[WarpGroup]
+    buffers: list[Buffer]
+    rings: list[Ring]
+    dynamic_smem: int
+    tmem_columns: int
+    tmem_map: list[dict[str, Any]]
+    acc_barrier: int | None              # sm100a: the MMA role's commit after its last MMA (epilogue waits)
+    tmem_address: int | None
+    tmem_outputs: list[StepContext]
+
+    @property
+    def threads(self) -> int:
+        return 32 * sum(4 for _ in self.warpgroups)
+
+    @property
+    def roles(self) -> list[RoleContext]:
+        return [role for group in self.warpgroups for role in group.roles]
+
+    @property
+    def family_prologue(self) -> tuple[str, ...]:
+        return self.family.prologue
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.instance.params
+
+    @property
+    def uses_setmaxnreg(self) -> bool:
+        """Only where warpgroups differ: one group keeps the launch allocation."""
+        return self.target == "sm90a" and len({g.setmaxnreg for g in self.warpgroups}) > 1
+
+
+def build_kernel(instance: Instance, program: Program, target: str, name: str) -> Kernel:
+    loop = instance.loop
+    family_type = FAMILIES.get(loop.name)
+    if family_type is None:
+        raise EmitError(f"no kernel family {loop.name!r} to emit (known: {', '.join(FAMILIES)})", field="name")
+    parts = _part_counts(program)
+    family = family_type(instance.params, lambda base: parts[base])
+    if instance.params.get("dtype") not in family.dtypes:
+        raise EmitError(f"dtype {instance.params.get('dtype')!r} has no op bodies yet (emitted: "
+                        f"{', '.join(family.dtypes)})", field="--set dtype")
+    spec_ops = {op.name: op for op in instance.spec.ops}
+    for op in loop.ops:
+        kind = spec_ops[split_name(op.name)[0] if op.name not in spec_ops else op.name].kind
+        if kind not in BODIES[target]:
+            raise EmitError(f"op {op.name!r}: kind {kind!r} has no op body for target {target}", field="ops")
+    _check_shapes(instance, program, target, spec_ops)
+    for ch in program.channels:
+        if ch.memory == "smem" and loop.ops[ch.producer].registers:
+            raise EmitError(f"channel {ch.name!r}: register values staged through shared memory are not emitted "
+                            "yet", field="ops")
+    return _Layout(instance, program, target, name, family, spec_ops).kernel()
+
+
+def _check_shapes(instance: Instance, program: Program, target: str, spec_ops: dict) -> None:
+    """What the op bodies can issue: 128-byte K rows (one swizzle atom), wgmma's m64nNk16 shapes with
+    N in {64, 128, 256}, tcgen05's M = 128 accumulator in tensor memory, no local waits on sm100a."""
+    params, loop = instance.params, program.loop
+    row_bytes = params["block_k"] * ELEMENT_BYTES[params["dtype"]]
+    if row_bytes != 128:
+        raise EmitError(f"block_k = {params['block_k']} gives {row_bytes}-byte rows; the 128-byte swizzle the op "
+                        f"bodies use needs 128 (block_k = {128 // ELEMENT_BYTES[params['dtype']]})", field="--set block_k")
+    parts = _part_counts(program)
+    for v, op in enumerate(loop.ops):
+        base, part = split_name(op.name)
+        spec_op = spec_ops.get(op.name) or spec_ops[base]
+        if spec_op.kind != "mma":
+            continue
+        m = spec_op.args["m"] // (parts[base] if part is not None and spec_op.subtile == "m" else 1)
+        n = spec_op.args["n"]
+        if target == "sm90a" and (m % 64 or n not in (64, 128, 256)):
+            raise EmitError(f"op {op.name!r}: wgmma needs m a multiple of 64 and n in 64, 128, 256 (got m={m}, "
+                            f"n={n})", field="ops")
+        if target == "sm100a" and (m != 128 or n % 32 or not 32 <= n <= 256):
+            raise EmitError(f"op {op.name!r}: the tcgen05 body issues M = 128 and n a multiple of 32 up to 256 "
+                            f"(got m={m}, n={n})", field="ops")
+    if target == "sm100a":
+        for role in program.roles:
+            for step in role.steps:
+                if step.local_waits:
+                    raise EmitError(f"op {step.name!r} on role {role.id} waits for its own role's asynchronous op; "
+                                    "sm100a has no commit-barrier local waits yet", field="ops")
+
+
+def _part_counts(program: Program) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for op in program.loop.ops:
+        base = split_name(op.name)[0]
+        counts[base] = counts.get(base, 0) + 1
+    return counts
+
+
+class _Layout:
+    def __init__(self, instance: Instance, program: Program, target: str, name: str, family: Any,
+                 spec_ops: dict):
+        self.instance, self.program, self.target, self.name = instance, program, target, name
+        self.family, self.spec_ops = family, spec_ops
+        self.loop = program.loop
+        self.buffers: list[Buffer] = []
+        self.offset = 0
+        self.tmem_next = 0
+        self.tmem_map: list[dict[str, Any]] = []
+
+    def _take(self, name: str, size: int, kind: str, align: int, arrivals: int | None = None) -> int:
+        self.offset = -(-self.offset // align) * align
+        self.buffers.append(Buffer(name, self.offset, size, kind, arrivals))
+        self.offset += size
+        return self.buffers[-1].offset
+
+    def _spec_op(self, name: str):
+        base, part = split_name(name)
+        return (self.spec_ops[name], None) if name in self.spec_ops else (self.spec_ops[base], part)
+
+    def kernel(self) -> Kernel:
+        program, loop = self.program, self.loop
+        data: dict[int, tuple[int, int]] = {}      # op -> (offset, bytes per slot) of its smem ring
+        rings = []
+        for ch in program.value_channels:
+            if ch.memory == "smem":
+                data[ch.producer] = (self._slots(ch.name, ch.depth, ch.slot_size), ch.slot_size)
+        for value in program.values:
+            if value.memory == "smem" and value.op not in data:
+                data[value.op] = (self._slots(loop.ops[value.op].name, value.depth, value.size), value.size)
+        for ch in program.channels:
+            full = self._barriers(f"{ch.name}.full", ch.depth, 1)
+            empty = self._barriers(f"{ch.name}.empty", ch.depth, ch.empty_arrivals)
+            where = data.get(ch.producer) if not ch.token else None
+            rings.append(_ring(ch, full, empty, where[0] if where else None, where[1] if where else 0))
+        tmem_column = {}
+        for value in program.values:
+            if value.memory == "tmem":
+                tmem_column[value.op] = self.tmem_next
+                self.tmem_map.append({"name": loop.ops[value.op].name, "column": self.tmem_next,
+                                      "columns": value.size * value.depth})
+                self.tmem_next += value.size * value.depth
+        acc_barrier = tmem_address = None
+        if tmem_column:
+            acc_barrier = self._take("accumulators.full", 8, "mbarrier", 8, 1)
+            tmem_address = self._take("tmem_address", 4, "tmem_address", 4)
+        steps = {s.op: self._step(s, rings, data, tmem_column) for r in program.roles for s in r.steps}
+        groups = self._warpgroups(steps)
+        tmem_outputs = [steps[v] for v in tmem_column if loop.ops[v].accumulator]
+        columns = _tmem_allocation(self.tmem_next)
+        smem = self.offset + BASE_SLACK
+        limit = self.instance.loop.warps.smem
+        if smem > limit:
+            raise EmitError(f"shared memory {smem} bytes (rings, barriers and {BASE_SLACK} bytes of alignment slack) "
+                            f"exceeds the machine's {limit}", field="smem")
+        if columns > self.instance.loop.warps.tmem:
+            raise EmitError(f"tensor memory {columns} columns exceeds the machine's {self.instance.loop.warps.tmem}",
+                            field="tmem")
+        return Kernel(self.name, self.target, self.instance, program, self.family, groups, self.buffers, rings,
+                      smem, columns, self.tmem_map, acc_barrier, tmem_address, tmem_outputs)
+
+    def _slots(self, name: str, depth: int, size: int) -> int:
+        first = None
+        for slot in range(depth):
+            at = self._take(f"{name}[{slot}]", size, "slot", SLOT_ALIGN)
+            first = at if first is None else first
+        return first
+
+    def _barriers(self, name: str, depth: int, arrivals: int) -> int:
+        first = None
+        for slot in range(depth):
+            at = self._take(f"{name}[{slot}]", 8, "mbarrier", 8, arrivals)
+            first = at if first is None else first
+        return first
+
+    def _step(self, step: Step, rings: list[Ring], data: dict, tmem_column: dict) -> StepContext:
+        loop, program = self.loop, self.program
+        spec_op, part = self._spec_op(step.name)
+        base = split_name(step.name)[0] if step.name not in self.spec_ops else step.name
+        args = dict(spec_op.args)
+        if part is not None and isinstance(spec_op.subtile, str):
+            args[spec_op.subtile] //= self.program_parts(base)
+        waits = [Item(rings[w.channel], w.barrier, w.distance) for w in step.waits]
+        signals = [Item(rings[s.channel], s.barrier, s.distance, self._how(step, s, rings)) for s in step.signals]
+        ctx = StepContext(step, spec_op.kind, args, base, part, waits,
+                          [(loop.ops[w.op].name, w.distance) for w in step.local_waits], signals)
+        if spec_op.kind == "tma_load":
+            ctx.binding = self.family.load(base)
+        elif spec_op.kind == "mma":
+            ctx.binding = self.family.mma(base, part)
+            for e in loop.edges:
+                if e.dst == step.op and e.src != step.op:
+                    src = loop.ops[e.src].name
+                    offset, size = data[e.src]
+                    ch = program.value_channel(e.src)
+                    crossing = ch is not None and self.program.schedule.roles[e.dst] != ch.producer_role
+                    slots = rings[ch.id].slots if crossing else program.values[e.src].depth
+                    ctx.operands[split_name(src)[0]] = Operand(src, offset, size, slots, e.distance)
+            if step.op in tmem_column:
+                ctx.tmem_column = tmem_column[step.op]
+            else:
+                ctx.accumulator = "acc_" + step.name.replace(".", "_")
+        return ctx
+
+    def program_parts(self, base: str) -> int:
+        return _part_counts(self.program)[base]
+
+    def _how(self, step: Step, signal: Signal, rings: list[Ring]) -> str:
+        """How a signal is delivered: a TMA's bytes complete its full barrier (``tx``); an asynchronous
+        op's completion arrives (``complete``); anything else arrives once the step is done (``arrive``)."""
+        op = self.loop.ops[step.op]
+        ch = rings[signal.channel].channel
+        if signal.at == "issue" or op.issue >= op.duration:
+            return "arrive"
+        if signal.barrier == "full" and ch.tx_bytes:
+            return "tx"
+        return "complete"
+
+    def _warpgroups(self, steps: dict[int, StepContext]) -> list[WarpGroup]:
+        """Single-warp roles first, packed four to a warpgroup, then one warpgroup per wide role."""
+        roles = self.program.roles
+        narrow = [r for r in roles if r.warps == 1]
+        wide = [r for r in roles if r.warps > 1]
+        groups, warp = [], 0
+        for first in range(0, len(narrow), 4):
+            members = narrow[first:first + 4]
+            groups.append(WarpGroup(warp, max(r.setmaxnreg for r in members),
+                                    [self._role(r, warp + j, steps) for j, r in enumerate(members)]))
+            warp += 4
+        for r in wide:
+            if r.warps != 4:
+                raise EmitError(f"role {r.id} has {r.warps} warps: roles are one warp or one warpgroup", field="roles")
+            groups.append(WarpGroup(warp, r.setmaxnreg, [self._role(r, warp, steps)]))
+            warp += 4
+        launch = min(MAX_LAUNCH_REGISTERS, REGISTER_FILE // (128 * len(groups)) // 8 * 8)
+        for barrier, role in enumerate((rc for g in groups for rc in g.roles), start=1):
+            role.sync_barrier = barrier
+        for group in groups:
+            group.launch_registers = launch
+        return groups
+
+    def _role(self, role: RoleProgram, first_warp: int, steps: dict[int, StepContext]) -> RoleContext:
+        contexts = [steps[s.op] for s in role.steps]
+        if contexts:
+            contexts[-1].last_of_role = True
+        accumulators = [c for c in contexts if c.accumulator and self.loop.ops[c.step.op].accumulator]
+        return RoleContext(role, first_warp, contexts, accumulators)
+
+
+def _tmem_allocation(columns: int) -> int:
+    if not columns:
+        return 0
+    size = TMEM_MIN_COLUMNS
+    while size < columns:
+        size *= 2
+    return size
+
+
+def default_target(instance: Instance) -> str:
+    arch = instance.machine.constants.get("arch")
+    target = DEFAULT_TARGET.get(arch.value if arch else None)
+    if target is None:
+        raise EmitError(f"machine {instance.machine.name!r} names no known arch: pass --target "
+                        f"({', '.join(TARGETS)})", field="--target")
+    return target
+
+
+def element_bytes(dtype: str) -> int:
+    return ELEMENT_BYTES[dtype]

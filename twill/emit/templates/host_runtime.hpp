@@ -1,0 +1,214 @@
+// twill host twin runtime: the device primitives the emitted control code calls, on CPU threads.
+//
+// One std::thread per role runs the same control code as the device kernel. Shared memory is one
+// byte array laid out exactly as manifest.json's "smem" table; ring slots are written and read at
+// those offsets. Each mbarrier keeps the hardware's state (PTX ISA, "mbarrier"): an expected arrival
+// count, pending arrivals, a transaction count and the current phase. A phase completes when its
+// pending arrivals and its transaction count both reach zero; try_wait.parity(P) succeeds while the
+// current phase's parity differs from P (the phase with parity P has completed). A wait that does not
+// succeed within the deadline reports a deadlock naming the role, the barrier and the parity, and
+// exits 3. Mutex hand-offs give ThreadSanitizer the same happens-before edges the barriers give the
+// hardware, so a missing or wrong wait shows up as a data race.
+#pragma once
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+typedef uint32_t u32;
+typedef uint64_t u64;
+
+struct Dim3 { int x, y, z; };
+
+// A TMA descriptor's host counterpart: a row-major 2-D tensor of 16-bit elements and its box.
+struct CUtensorMap {
+  const uint16_t* base;
+  int dims[2];      // {inner, outer} elements
+  int box[2];       // {inner, outer} elements
+  int swizzle;      // bytes: 128 (128-byte swizzle) or 0
+};
+
+namespace twin {
+
+struct Barrier {
+  std::string name;
+  u32 expected = 1, pending = 1, phase = 0;
+  long long tx = 0;
+  std::mutex m;
+  std::condition_variable cv;
+};
+
+struct Cta {
+  uint8_t* smem = nullptr;                 // the dynamic shared memory, base aligned to 1024
+  std::map<size_t, Barrier*> barriers;     // by shared-memory offset
+  std::vector<std::vector<float>> tmem;    // tensor memory: 128 lanes x columns (fp32)
+  std::mutex sync_m;
+  std::condition_variable sync_cv;
+  int threads = 0, arrived = 0, generation = 0;
+};
+
+struct Options {
+  double timeout = 20.0;                   // seconds before a wait is declared a deadlock
+  unsigned delay_seed = 0;                 // nonzero: random delays before TMA data lands
+};
+
+inline Options& options() { static Options o; return o; }
+inline thread_local Cta* cta = nullptr;
+inline thread_local int role = -1;
+inline thread_local std::mt19937 rng;
+
+inline Barrier& at(const void* p) {
+  size_t offset = (const uint8_t*)p - cta->smem;
+  auto it = cta->barriers.find(offset);
+  if (it == cta->barriers.end()) {
+    std::fprintf(stderr, "twin: role %d: no mbarrier at shared-memory offset %zu\n", role, offset);
+    std::_Exit(4);
+  }
+  return *it->second;
+}
+
+inline void complete_if_done(Barrier& b) {
+  if (b.pending == 0 && b.tx == 0) {
+    b.phase += 1;
+    b.pending = b.expected;
+    b.cv.notify_all();
+  }
+}
+
+inline void jitter() {
+  if (options().delay_seed) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 200));
+}
+
+}  // namespace twin
+
+inline void mbar_init(u64* bar, u32 count) {
+  twin::Barrier& b = twin::at(bar);
+  std::lock_guard<std::mutex> lock(b.m);
+  b.expected = b.pending = count;
+  b.phase = 0;
+  b.tx = 0;
+}
+
+inline void fence_mbar_init() {}
+inline void fence_proxy_async() {}
+
+inline void mbar_wait(u64* bar, u32 parity) {
+  twin::Barrier& b = twin::at(bar);
+  std::unique_lock<std::mutex> lock(b.m);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(twin::options().timeout);
+  while ((b.phase & 1u) == parity) {
+    if (b.cv.wait_until(lock, deadline) == std::cv_status::timeout && (b.phase & 1u) == parity) {
+      std::fprintf(stderr, "deadlock: role %d waits on %s for parity %u (phase %u, %u arrivals and %lld "
+                   "bytes pending)\n", twin::role, b.name.c_str(), parity, b.phase, b.pending, b.tx);
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
+  }
+}
+
+inline void mbar_arrive(u64* bar) {
+  twin::Barrier& b = twin::at(bar);
+  std::lock_guard<std::mutex> lock(b.m);
+  if (b.pending == 0) {
+    std::fprintf(stderr, "twin: role %d: arrival on %s beyond its count\n", twin::role, b.name.c_str());
+    std::_Exit(4);
+  }
+  b.pending -= 1;
+  twin::complete_if_done(b);
+}
+
+inline void mbar_arrive_expect_tx(u64* bar, u32 bytes) {
+  twin::Barrier& b = twin::at(bar);
+  std::lock_guard<std::mutex> lock(b.m);
+  b.tx += bytes;
+  b.pending -= 1;
+  twin::complete_if_done(b);
+}
+
+inline void mbar_complete_tx(u64* bar, u32 bytes) {
+  twin::Barrier& b = twin::at(bar);
+  std::lock_guard<std::mutex> lock(b.m);
+  b.tx -= bytes;
+  twin::complete_if_done(b);
+}
+
+// The CTA-wide barrier (__syncthreads) among the role threads.
+inline void cta_sync() {
+  twin::Cta& c = *twin::cta;
+  std::unique_lock<std::mutex> lock(c.sync_m);
+  int generation = c.generation;
+  if (++c.arrived == c.threads) {
+    c.arrived = 0;
+    c.generation += 1;
+    c.sync_cv.notify_all();
+  } else {
+    c.sync_cv.wait(lock, [&] { return c.generation != generation; });
+  }
+}
+
+// The byte offset of element (row, col) of a box whose rows are row_bytes long, after the swizzle:
+// 128-byte swizzle XORs the 16-byte chunk index (bits 4-6) with the row index within 8 rows (bits 7-9)
+// (PTX ISA, "Tensor copy: swizzling modes").
+inline size_t box_offset(int row, int col, int row_bytes, int elem_bytes, int swizzle) {
+  size_t offset = (size_t)row * row_bytes + (size_t)col * elem_bytes;
+  return swizzle == 128 ? offset ^ (((offset >> 7) & 7) << 4) : offset;
+}
+
+// cp.async.bulk.tensor.2d with mbarrier::complete_tx: the box at (c0, c1); out of bounds reads zero.
+inline void tma_load_2d(void* dst, const CUtensorMap* map, u64* bar, int c0, int c1) {
+  twin::jitter();
+  uint8_t* out = (uint8_t*)dst;
+  int row_bytes = map->box[0] * 2;
+  for (int r = 0; r < map->box[1]; ++r)
+    for (int c = 0; c < map->box[0]; ++c) {
+      int x = c0 + c, y = c1 + r;
+      uint16_t v = (x < map->dims[0] && y < map->dims[1]) ? map->base[(size_t)y * map->dims[0] + x] : 0;
+      std::memcpy(out + box_offset(r, c, row_bytes, 2, map->swizzle), &v, 2);
+    }
+  mbar_complete_tx(bar, (u32)(map->box[0] * map->box[1] * 2));
+}
+
+inline float bf16_to_float(uint16_t v) {
+  u32 bits = (u32)v << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+inline float fp16_to_float(uint16_t v) {
+  u32 sign = (v >> 15) & 1, exp = (v >> 10) & 0x1f, man = v & 0x3ff;
+  float f = exp == 0 ? std::ldexp((float)man, -24) : exp == 31 ? (man ? NAN : INFINITY)
+                                                              : std::ldexp((float)(man | 0x400), (int)exp - 25);
+  return sign ? -f : f;
+}
+
+// An element of a swizzled K-major tile in shared memory (rows of row_bytes).
+template <bool BF16>
+inline float tile_at(const uint8_t* tile, int row, int col, int row_bytes) {
+  uint16_t v;
+  std::memcpy(&v, tile + box_offset(row, col, row_bytes, 2, 128), 2);
+  return BF16 ? bf16_to_float(v) : fp16_to_float(v);
+}
+
+// D[m x n] (+)= A[m x k] B[n x k]^T over swizzled K-major tiles, fp32 accumulation: the tensor core's
+// contract for one MMA (wgmma or tcgen05), executed synchronously.
+template <bool BF16>
+inline void mma_tile(float* d, int ldd, const uint8_t* a, int a_row, const uint8_t* b, int m, int n, int k,
+                     bool accumulate) {
+  int row_bytes = k * 2;
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < n; ++c) {
+      float sum = accumulate ? d[(size_t)r * ldd + c] : 0.0f;
+      for (int kk = 0; kk < k; ++kk) sum += tile_at<BF16>(a, a_row + r, kk, row_bytes) * tile_at<BF16>(b, c, kk, row_bytes);
+      d[(size_t)r * ldd + c] = sum;
+    }
+}

@@ -1,0 +1,104 @@
+// ptx_common.cuh: device primitives shared by the sm_90a and sm_100a kernels that twill emits.
+// Included textually by the emitter (no #include needed: builtin types and inline PTX only).
+// PTX ISA references are to docs.nvidia.com/cuda/parallel-thread-execution.
+#pragma once
+
+typedef unsigned int u32;
+typedef unsigned long long u64;
+#ifdef __CUDACC_RTC__
+typedef unsigned int uint32_t;
+typedef unsigned long long uint64_t;
+// NVRTC has no <cuda.h>: an opaque, 64-byte aligned, 128-byte tensor map, layout-compatible with
+// the driver's CUtensorMap (cuTensorMapEncodeTiled fills it on the host).
+struct alignas(64) CUtensorMap_st { unsigned long long opaque[16]; };
+typedef struct CUtensorMap_st CUtensorMap;
+#else
+#include <cstdint>
+#include <cuda.h>   // CUtensorMap
+#endif
+
+// 32-bit shared-state-space address of a generic pointer into shared memory.
+__device__ __forceinline__ u32 smem_u32(const void* p) {
+  return static_cast<u32>(__cvta_generic_to_shared(p));
+}
+
+// ---- mbarrier (PTX ISA "Parallel Synchronization and Communication Instructions: mbarrier") ----
+
+// Initialise a 64-bit mbarrier for `count` arrivals per phase (one thread does this).
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(smem_u32(bar)), "r"(count) : "memory");
+}
+
+// Make mbarrier initialisation visible to the async proxy (TMA, tensor cores) and the cluster.
+__device__ __forceinline__ void fence_mbar_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+
+// Block until the phase with parity `parity` of `bar` has completed (try_wait.parity loop).
+// A fresh barrier is in phase 0, so waiting on parity 1 returns at once (the usual "empty slot" start).
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  const u32 addr = smem_u32(bar);
+  u32 done;
+  do {
+    asm volatile(
+        "{\n\t.reg .pred p;\n\t"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+        "selp.u32 %0, 1, 0, p;\n\t}"
+        : "=r"(done) : "r"(addr), "r"(parity) : "memory");
+  } while (!done);
+}
+
+// One arrival (release semantics, CTA scope).
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(smem_u32(bar)) : "memory");
+}
+
+// One arrival that also raises the phase's expected transaction count by `bytes`
+// (the TMA loads that follow complete_tx the same barrier).
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+               :: "r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+
+// ---- TMA (PTX ISA "Data Movement and Conversion Instructions: cp.async.bulk.tensor") ----
+
+// 2-D tiled load of the box at coordinates (c0 = innermost, c1) into shared memory; completion is
+// signalled on `bar` as transaction bytes. Issue from one thread.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];"
+      :: "r"(smem_u32(dst)), "l"(reinterpret_cast<u64>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+// Prefetch a tensor map (a __grid_constant__ kernel parameter) into the descriptor cache.
+__device__ __forceinline__ void prefetch_tensormap(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];" :: "l"(reinterpret_cast<u64>(map)) : "memory");
+}
+
+// Order this thread's generic-proxy shared-memory accesses before later async-proxy accesses
+// (PTX ISA "Memory Consistency Model: Proxies"; membar/fence "fence.proxy.async").
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+
+// ---- named barriers (PTX ISA "bar, barrier") ----
+// Id 0 is the one __syncthreads() uses; `threads` must be a multiple of 32.
+__device__ __forceinline__ void named_bar_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_bar_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+
+// ---- warp-level election (PTX ISA "elect.sync") ----
+// True in exactly one active lane of the (fully active) warp.
+__device__ __forceinline__ bool elect_one() {
+  u32 elected;
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t.reg .b32 lane;\n\t"
+      "elect.sync lane|p, %1;\n\t"
+      "selp.u32 %0, 1, 0, p;\n\t}"
+      : "=r"(elected) : "r"(0xffffffffu));
+  return elected != 0;
+}
