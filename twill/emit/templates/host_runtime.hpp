@@ -54,6 +54,14 @@ struct Cta {
   std::mutex sync_m;
   std::condition_variable sync_cv;
   int threads = 0, arrived = 0, generation = 0;
+  std::mutex copies_m;
+  std::vector<std::thread> copies;         // the TMA unit: one thread per copy in flight
+
+  void join_copies() {
+    std::lock_guard<std::mutex> lock(copies_m);
+    for (std::thread& t : copies) t.join();
+    copies.clear();
+  }
 };
 
 struct Options {
@@ -164,17 +172,26 @@ inline size_t box_offset(int row, int col, int row_bytes, int elem_bytes, int sw
 }
 
 // cp.async.bulk.tensor.2d with mbarrier::complete_tx: the box at (c0, c1); out of bounds reads zero.
+// As on the device, the copy is asynchronous: a thread of its own lands the bytes and completes the
+// transaction, so nothing orders it with the issuing role or with other copies except the mbarrier.
 inline void tma_load_2d(void* dst, const CUtensorMap* map, u64* bar, int c0, int c1) {
-  twin::jitter();
-  uint8_t* out = (uint8_t*)dst;
-  int row_bytes = map->box[0] * 2;
-  for (int r = 0; r < map->box[1]; ++r)
-    for (int c = 0; c < map->box[0]; ++c) {
-      int x = c0 + c, y = c1 + r;
-      uint16_t v = (x < map->dims[0] && y < map->dims[1]) ? map->base[(size_t)y * map->dims[0] + x] : 0;
-      std::memcpy(out + box_offset(r, c, row_bytes, 2, map->swizzle), &v, 2);
-    }
-  mbar_complete_tx(bar, (u32)(map->box[0] * map->box[1] * 2));
+  twin::Cta* cta = twin::cta;
+  unsigned seed = twin::rng();
+  std::lock_guard<std::mutex> lock(cta->copies_m);
+  cta->copies.emplace_back([=] {
+    twin::cta = cta;
+    twin::rng.seed(seed);
+    twin::jitter();
+    uint8_t* out = (uint8_t*)dst;
+    int row_bytes = map->box[0] * 2;
+    for (int r = 0; r < map->box[1]; ++r)
+      for (int c = 0; c < map->box[0]; ++c) {
+        int x = c0 + c, y = c1 + r;
+        uint16_t v = (x < map->dims[0] && y < map->dims[1]) ? map->base[(size_t)y * map->dims[0] + x] : 0;
+        std::memcpy(out + box_offset(r, c, row_bytes, 2, map->swizzle), &v, 2);
+      }
+    mbar_complete_tx(bar, (u32)(map->box[0] * map->box[1] * 2));
+  });
 }
 
 inline float bf16_to_float(uint16_t v) {

@@ -1,0 +1,193 @@
+"""twill emit: the host twin runs the GEMM's pipeline program against NumPy under ThreadSanitizer,
+broken programs make it fail, device targets compile cleanly (when NVRTC is installed), and the
+emitted kernels in kernels/ are fresh."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from twill.emit import host
+from twill.emit.driver import emit_kernel, kernel_name
+from twill.emit.emit import emitted_files, source_name, write_directory
+from twill.emit.kernel import build_kernel
+from twill.emit.lower import lower
+from twill.emit.program import Channel, Program
+from twill.model.hand_schedule import load_hand_schedule
+from twill.model.loader import load_instance
+from twill.review import review
+from twill.solver.backend import Settings
+from twill.solver.backends import make_backend
+from twill.solver.search import search
+
+ROOT = Path(__file__).resolve().parents[1]
+GEMM = ROOT / "specs/kernels/gemm.yaml"
+MACHINES = ("h100", "b200")
+TARGET = {"h100": "sm90a", "b200": "sm100a"}
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler")
+
+
+def saved(machine: str):
+    instance = load_instance(GEMM, machine)
+    path = ROOT / f"kernels/gemm-{machine}.schedule.yaml"
+    schedule = review(instance.loop, load_hand_schedule(str(path), instance.loop)).schedule
+    return instance, schedule, {"source": f"kernels/gemm-{machine}.schedule.yaml", "optimal": True,
+                                "lower_bound": schedule.ii}
+
+
+def twin_runs(instance, program: Program, tmp_path: Path, trips: list[int], sanitize: bool = True, delay_seed=0):
+    kernel = build_kernel(instance, program, "host", kernel_name(instance))
+    directory = write_directory(str(tmp_path / "twin"), emitted_files(kernel, {}))
+    binary = host.build(directory, source_name(kernel), tmp_path / "twin.bin", sanitize)
+    return [host.run_twin(kernel, binary, t, delay_seed=delay_seed) for t in trips]
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_host_twin_matches_numpy_at_every_trip_count_under_tsan(machine, tmp_path):
+    instance, schedule, proof = saved(machine)
+    result = emit_kernel(instance, schedule, proof, "host", str(tmp_path / "out"), check=True, seed=3)
+    stages = schedule.stages
+    assert [run.trips for run in result.runs] == sorted({0, 1, 2, stages - 1, stages, 64})
+    assert result.ok, result.text()
+    assert all(run.max_error < 1e-5 for run in result.runs)
+    assert "host check: passed" in result.text()
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_freshly_solved_schedule_emits_and_checks(machine, tmp_path):
+    instance = load_instance(GEMM, machine)
+    solved = search(instance.loop, make_backend("cpsat", Settings(deterministic=True)), 30, Settings(deterministic=True))
+    assert solved.optimal
+    program = lower(instance.loop, solved.schedule)
+    runs = twin_runs(instance, program, tmp_path, [0, 1, solved.schedule.stages, 9], sanitize=False)
+    assert all(run.ok for run in runs), [run.message for run in runs]
+
+
+# --- broken programs (the simulator's mutations): the twin must fail ---------------------------
+
+@pytest.fixture(scope="module")
+def h100():
+    instance, schedule, _ = saved("h100")
+    return instance, lower(instance.loop, schedule)
+
+
+def with_channel(program: Program, name: str, make) -> Program:
+    return dataclasses.replace(program, channels=tuple(make(ch) if ch.name == name else ch for ch in program.channels))
+
+
+def flipped(kind: str):
+    class Flipped(Channel):
+        def parity(self, barrier, item):
+            return super().parity(barrier, item) ^ (barrier == kind)
+    return lambda ch: Flipped(**{f.name: getattr(ch, f.name) for f in dataclasses.fields(ch)})
+
+
+def one_slot_short(ch: Channel) -> Channel:
+    class Short(Channel):
+        def slot(self, item):
+            return item % (self.depth - 1)
+    return Short(**{f.name: getattr(ch, f.name) for f in dataclasses.fields(ch)})
+
+
+def without_wait(program: Program, step_name: str, channel: str) -> Program:
+    ch = next(c for c in program.channels if c.name == channel)
+    roles = tuple(dataclasses.replace(role, steps=tuple(
+        dataclasses.replace(s, waits=tuple(w for w in s.waits if w.channel != ch.id)) if s.name == step_name else s
+        for s in role.steps)) for role in program.roles)
+    return dataclasses.replace(program, roles=roles)
+
+
+def failed(runs) -> list[str]:
+    return [run.message for run in runs if not run.ok]
+
+
+def test_flipped_full_parity_reads_early(h100, tmp_path):
+    instance, program = h100
+    messages = failed(twin_runs(instance, with_channel(program, "loadA", flipped("full")), tmp_path, [1, 8],
+                                delay_seed=1))
+    assert messages and all(m.startswith(("sanitizer", "max relative error")) for m in messages), messages
+
+
+def test_flipped_empty_parity_deadlocks_naming_role_and_barrier(h100, tmp_path, monkeypatch):
+    monkeypatch.setattr(host, "DEADLOCK_SECONDS", 1.0)
+    instance, program = h100
+    runs = twin_runs(instance, with_channel(program, "loadB", flipped("empty")), tmp_path, [1], sanitize=False)
+    assert failed(runs) == ["deadlock: role 0 waits on loadB.empty[0] for parity 0 (phase 0, 1 arrivals and "
+                            "0 bytes pending)"]
+
+
+def test_a_ring_one_slot_short_overwrites(h100, tmp_path):
+    instance, program = h100
+    runs = twin_runs(instance, with_channel(program, "loadA", one_slot_short), tmp_path, [12], delay_seed=2)
+    assert failed(runs), "a producer writing a slot still being read must be caught"
+
+
+def test_a_missing_full_wait_races(h100, tmp_path):
+    instance, program = h100
+    runs = twin_runs(instance, without_wait(program, "mma.0", "loadB"), tmp_path, [4], delay_seed=1)
+    assert failed(runs) and failed(runs)[0].startswith("sanitizer"), failed(runs)
+
+
+# --- device targets ---------------------------------------------------------------------------
+
+nvrtc = pytest.importorskip("twill.emit.nvrtc")
+needs_nvrtc = pytest.mark.skipif(not nvrtc.nvrtc_available(), reason="the cuda extra (NVRTC) is not installed")
+EXPECTED_SASS = {"h100": ("UTMALDG", "HGMMA", "SYNCS", "USETMAXREG"), "b200": ("UTMALDG", "UTCHMMA", "UTCBAR", "LDTM")}
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("machine", MACHINES)
+def test_device_kernel_compiles_clean_with_the_expected_instructions(machine, tmp_path):
+    instance, schedule, proof = saved(machine)
+    result = emit_kernel(instance, schedule, proof, None, str(tmp_path / "out"), compile_=True)
+    report = result.manifest["compile"]
+    assert result.ok, result.problems
+    assert (report["spill_stores"], report["spill_loads"], report["stack"]) == (0, 0, 0)
+    assert not [d for d in report["diagnostics"] if d.startswith("C75")]
+    assert all(report["sass_classes"].get(name) for name in EXPECTED_SASS[machine]), report["sass_classes"]
+    assert (tmp_path / "out" / f"gemm_{machine}.cubin").read_bytes()[:4] == b"\x7fELF"
+    groups = result.manifest["warpgroups"]
+    if result.manifest["setmaxnreg"]:
+        assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in groups)
+
+
+@needs_nvrtc
+def test_wgmma_kernel_is_rejected_for_blackwell(tmp_path):
+    instance, schedule, _ = saved("h100")
+    kernel = build_kernel(instance, lower(instance.loop, schedule), "sm90a", "gemm_h100")
+    source = emitted_files(kernel, {})[source_name(kernel)]
+    with pytest.raises(nvrtc.CompileError, match="wgmma"):
+        nvrtc.compile_cuda(source, "sm_100a")
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_barriers_match_the_program(machine):
+    instance, schedule, _ = saved(machine)
+    program = lower(instance.loop, schedule)
+    kernel = build_kernel(instance, program, TARGET[machine], kernel_name(instance))
+    source = emitted_files(kernel, {})[source_name(kernel)]
+    wanted = [(ch.name, barrier, ch.depth, 1 if barrier == "full" else ch.empty_arrivals)
+              for ch in program.channels for barrier in ("full", "empty")]
+    listed = json.loads(emitted_files(kernel, {})["manifest.json"])["barriers"]
+    assert [(b["channel"], b["barrier"], b["slots"], b["arrivals"]) for b in listed if b["channel"] != "accumulators"] \
+        == wanted
+    for ring in kernel.rings:
+        assert f"mbar_init((u64*)(smem + {ring.empty}) + s, {ring.channel.empty_arrivals});" in source
+        assert f"for (int s = 0; s < {ring.channel.depth}; ++s)" in source
+
+
+# --- the shipped kernels are fresh ------------------------------------------------------------
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_shipped_kernels_are_fresh(machine):
+    """kernels/gemm-<machine>/ is what `twill emit specs/kernels/gemm.yaml kernels/gemm-<machine>.schedule.yaml
+    -o kernels/gemm-<machine>` writes today (re-emit it when this fails)."""
+    instance, schedule, proof = saved(machine)
+    kernel = build_kernel(instance, lower(instance.loop, schedule), TARGET[machine], kernel_name(instance))
+    directory = ROOT / f"kernels/gemm-{machine}"
+    for name, content in emitted_files(kernel, proof).items():
+        assert (directory / name).read_text() == content, f"kernels/gemm-{machine}/{name} is stale"
