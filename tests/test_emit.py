@@ -191,3 +191,36 @@ def test_shipped_kernels_are_fresh(machine):
     directory = ROOT / f"kernels/gemm-{machine}"
     for name, content in emitted_files(kernel, proof).items():
         assert (directory / name).read_text() == content, f"kernels/gemm-{machine}/{name} is stale"
+
+
+# --- bad input: one line, exit 2 ----------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "sm80"], "error: --target: unknown target 'sm80' (choose from sm90a, sm100a, host)"),
+    (["--target", "host", "--compile"], "error: --compile: --compile is for device targets"),
+    (["--check"], "error: --check: --check runs the host twin: pass --target host"),
+    (["--set", "dtype=fp8"], "error: --set dtype: dtype 'fp8' has no op bodies yet (emitted: bf16, fp16)"),
+    (["--set", "block_k=32"], "error: --set block_k: block_k = 32 gives 64-byte rows"),
+])
+def test_emit_bad_options_are_one_line_errors(args, message, tmp_path):
+    from typer.testing import CliRunner
+    from twill.cli import app
+
+    schedule = [] if "--set" in args else [str(ROOT / "kernels/gemm-h100.schedule.yaml")]
+    result = CliRunner().invoke(app, ["emit", str(GEMM), *schedule, "-m", "h100", "-o", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2 and result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_emit_refuses_a_spec_without_a_family_and_an_unwritable_directory(tmp_path):
+    from typer.testing import CliRunner
+    from twill.cli import app
+
+    toy = str(ROOT / "specs/kernels/fig1-toy.yaml")
+    result = CliRunner().invoke(app, ["emit", toy, "-m", "h100", "-o", str(tmp_path / "out"), "-t", "20"])
+    assert result.exit_code == 2 and result.stderr == f"error: {toy}: name: no kernel family 'fig1-toy' to emit " \
+                                                      "(known: gemm)\n"
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(app, ["emit", str(GEMM), str(ROOT / "kernels/gemm-h100.schedule.yaml"), "-o",
+                                      str(tmp_path / "file")])
+    assert result.exit_code == 2 and result.stderr.endswith("-o: exists and is not a directory\n")

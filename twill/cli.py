@@ -343,6 +343,8 @@ def emit_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
         result = emit_kernel(instance, schedule, proof, target, out, compile_=compile_, check=check,
                              sanitize=sanitize, seed=seed)
     except SpecError as error:
+        if error.file is None and not error.field.startswith("-"):
+            error.file = spec  # what the spec asks for (its name, ops, sizes) cannot be emitted
         fail(error)
     if json_out is not None:
         emit_json(result.json(), json_out)
