@@ -45,16 +45,16 @@ __device__ __forceinline__ u64 wgmma_desc(const void* smem_tile) {
 
 // Descriptor of the k-th 16-element (32-byte) K slice of a 64-wide K tile: start address + 32*k.
 // Why a plain +32 B is right under 128B swizzling: the swizzle is a function of the address the
-// tensor core computes, not of the descriptor: it XORs address bits [4,7) (16-byte chunk within a
+// tensor core computes, not of the descriptor. It XORs address bits [4,7) (16-byte chunk within a
 // 128-B row) with bits [7,10) (row within the 8-row, 1024-B atom), i.e. Swizzle<3,4,3> (PTX ISA
-// 5.5.7 "Swizzling Modes", 128-byte swizzle table: chunk c of row r lands at c ^ (r % 8), pattern
-// starting on a 1024-B boundary). TMA wrote
-// logical element (r, c) of the tile to the physical address swizzle(base + 128 r + 2 c). The
-// tensor core, given start = base + 32 k, generates the unswizzled addresses base + 128 r + 32 k +
-// (16-byte chunk j of the slice) and applies the same XOR; since 32 k + 16 j < 128, adding 32 k
-// never carries into bits [7,10), so the row bits, and with them the XOR pattern, are those of the
-// tile, and the base offset stays 0 (the pattern still starts on the tile's 1024-B boundary).
-// k in [0, 4) for a 64-element K tile.
+// 5.5.7 "Swizzling Modes", 128-byte swizzle table: chunk c of row r lands at chunk c ^ (r % 8),
+// pattern starting on a 1024-B boundary). TMA wrote logical element (r, c) of the tile to
+// swizzle(base + 128 r + 2 c). Given start = base + 32 k, the tensor core generates the unswizzled
+// addresses base + 128 r + 32 k + 16 j (j = 16-byte chunk of the slice, 0 or 1) and applies the
+// same XOR; since 32 k + 16 j < 128, adding 32 k never carries into bits [7,10), so the row bits,
+// and with them the XOR pattern, are those of the tile, and the base offset stays 0 (the pattern
+// still starts on the tile's 1024-B boundary). k in [0, 4) for a 64-element K tile; a wider K tile
+// is not one swizzle atom wide (the TMA box inner extent is at most 128 B under SWIZZLE_128B).
 __device__ __forceinline__ u64 wgmma_desc_k(const void* smem_tile, int k) {
   return wgmma_desc(smem_tile) + static_cast<u64>(2 * k);   // start-address field is in 16-B units
 }
@@ -270,9 +270,10 @@ __device__ __forceinline__ void wgmma_m64nNk16_f32_ss(float (&d)[N / 2], u64 des
 // Figure "WGMMA .m64nNk16 register fragment layout for accumulator matrix D": thread t of the
 // warpgroup (warp w = t / 32, lane l = t % 32) holds d[i], i in [0, N/2), at
 //   row = 16 w + l / 4 + 8 * ((i / 2) % 2),   col = 8 * (i / 4) + 2 * (l % 4) + (i % 2).
-// (Cross-checked against two independent GPU-tested codes that index wgmma accumulators the same
-// way: Microsoft MMA-Sim's m64n8k16 tests for the row / i%2 part, and a FlashMLA-style softmax
-// masking loop for the 8*(i/4) column step.)
+// (The PTX ISA gives this layout as a figure only; the formula was cross-checked against two
+// independent third-party codes that index wgmma accumulators the same way: Microsoft MMA-Sim's
+// m64n8k16 tests for the row and i % 2 parts, and a FlashMLA-style softmax masking loop for the
+// 8 * (i / 4) column step. Not yet confirmed by a GPU run of this code.)
 // Call from all 128 threads of the warpgroup after wgmma_wait<0>() and wgmma_fence_acc(d).
 template <int BN>
 __device__ __forceinline__ void store_acc_m64n(const float (&d)[BN / 2], float* C, int ldc,

@@ -1,0 +1,388 @@
+// gemm_b200: gemm on b200 (sm100a), emitted by twill.
+// Schedule: II 256 cycles, 3 stages, 2 roles, 2 channels.
+// Shared memory, barriers and arguments: manifest.json. Each role runs kernel iterations
+// k = first .. trips + last - 1 and, inside, each step for loop iteration i = k - stage when
+// 0 <= i < trips. Item q of a channel lives in slot q % depth; its full barrier is waited with parity
+// (q / depth) & 1, its empty barrier with the inverse.
+// ptx_common.cuh: device primitives shared by the sm_90a and sm_100a kernels that twill emits.
+// Included textually by the emitter (no #include needed: builtin types and inline PTX only).
+// PTX ISA references are to docs.nvidia.com/cuda/parallel-thread-execution.
+#pragma once
+
+typedef unsigned int u32;
+typedef unsigned long long u64;
+#ifdef __CUDACC_RTC__
+typedef unsigned int uint32_t;
+typedef unsigned long long uint64_t;
+// NVRTC has no <cuda.h>: an opaque, 64-byte aligned, 128-byte tensor map, layout-compatible with
+// the driver's CUtensorMap (cuTensorMapEncodeTiled fills it on the host).
+struct alignas(64) CUtensorMap_st { unsigned long long opaque[16]; };
+typedef struct CUtensorMap_st CUtensorMap;
+#else
+#include <cstdint>
+#include <cuda.h>   // CUtensorMap
+#endif
+
+// 32-bit shared-state-space address of a generic pointer into shared memory.
+__device__ __forceinline__ u32 smem_u32(const void* p) {
+  return static_cast<u32>(__cvta_generic_to_shared(p));
+}
+
+// ---- mbarrier (PTX ISA "Parallel Synchronization and Communication Instructions: mbarrier") ----
+
+// Initialise a 64-bit mbarrier for `count` arrivals per phase (one thread does this).
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(smem_u32(bar)), "r"(count) : "memory");
+}
+
+// Make mbarrier initialisation visible to the async proxy (TMA, tensor cores) and the cluster.
+__device__ __forceinline__ void fence_mbar_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+
+// Block until the phase with parity `parity` of `bar` has completed (try_wait.parity loop).
+// A fresh barrier is in phase 0, so waiting on parity 1 returns at once (the usual "empty slot" start).
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  const u32 addr = smem_u32(bar);
+  u32 done;
+  do {
+    asm volatile(
+        "{\n\t.reg .pred p;\n\t"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+        "selp.u32 %0, 1, 0, p;\n\t}"
+        : "=r"(done) : "r"(addr), "r"(parity) : "memory");
+  } while (!done);
+}
+
+// One arrival (release semantics, CTA scope).
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(smem_u32(bar)) : "memory");
+}
+
+// One arrival that also raises the phase's expected transaction count by `bytes`
+// (the TMA loads that follow complete_tx the same barrier).
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+               :: "r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+
+// ---- TMA (PTX ISA "Data Movement and Conversion Instructions: cp.async.bulk.tensor") ----
+
+// 2-D tiled load of the box at coordinates (c0 = innermost, c1) into shared memory; completion is
+// signalled on `bar` as transaction bytes. Issue from one thread.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];"
+      :: "r"(smem_u32(dst)), "l"(reinterpret_cast<u64>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+// Prefetch a tensor map (a __grid_constant__ kernel parameter) into the descriptor cache.
+__device__ __forceinline__ void prefetch_tensormap(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];" :: "l"(reinterpret_cast<u64>(map)) : "memory");
+}
+
+// Order this thread's generic-proxy shared-memory accesses before later async-proxy accesses
+// (PTX ISA "Memory Consistency Model: Proxies"; membar/fence "fence.proxy.async").
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+
+// ---- named barriers (PTX ISA "bar, barrier") ----
+// Id 0 is the one __syncthreads() uses; `threads` must be a multiple of 32.
+__device__ __forceinline__ void named_bar_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_bar_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+
+// ---- warp-level election (PTX ISA "elect.sync") ----
+// True in exactly one active lane of the (fully active) warp.
+__device__ __forceinline__ bool elect_one() {
+  u32 elected;
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t.reg .b32 lane;\n\t"
+      "elect.sync lane|p, %1;\n\t"
+      "selp.u32 %0, 1, 0, p;\n\t}"
+      : "=r"(elected) : "r"(0xffffffffu));
+  return elected != 0;
+}
+
+// ptx_sm100a.cuh: Blackwell (sm_100a) device primitives for the kernels that twill emits: tensor
+// memory (TMEM) allocation, tcgen05.mma (UMMA) descriptors and issue, commit to an mbarrier,
+// TMEM loads. Needs ptx_common.cuh first. All cta_group::1 (no CTA pairs).
+// PTX ISA references are to docs.nvidia.com/cuda/parallel-thread-execution, section 9.7.16
+// "TensorCore 5th Generation Family Instructions" (section numbers as in PTX ISA 9.x; names are stable).
+#pragma once
+
+// ---- TMEM allocation (PTX ISA "tcgen05.alloc, tcgen05.dealloc, tcgen05.relinquish_alloc_permit") ----
+// Warp-collective (.sync.aligned): one whole warp calls these. cols: power of 2 in [32, 512].
+// The allocated TMEM address (lane 0, first column) is written to *dst_smem (shared memory); read
+// it after tcgen05_fence_before(); __syncthreads(); tcgen05_fence_after().
+__device__ __forceinline__ void tmem_alloc(uint32_t* dst_smem, uint32_t cols) {
+  asm volatile("tcgen05.alloc.cta_group::1.sync.aligned.shared::cta.b32 [%0], %1;"
+               :: "r"(smem_u32(dst_smem)), "r"(cols) : "memory");
+}
+// After the CTA's last tmem_alloc: lets other CTAs on the SM allocate without waiting on this one.
+__device__ __forceinline__ void tmem_relinquish() {
+  asm volatile("tcgen05.relinquish_alloc_permit.cta_group::1.sync.aligned;" ::: "memory");
+}
+// Same warp as the allocation; `cols` as allocated. All TMEM reads/MMAs must be complete
+// (tcgen05_fence_before(); __syncthreads(); then the allocating warp deallocates).
+__device__ __forceinline__ void tmem_dealloc(uint32_t taddr, uint32_t cols) {
+  asm volatile("tcgen05.dealloc.cta_group::1.sync.aligned.b32 %0, %1;" :: "r"(taddr), "r"(cols) : "memory");
+}
+
+// TMEM address (PTX ISA "Tensor Memory Addressing"): bits 31-16 lane, bits 15-0 column.
+__device__ __forceinline__ uint32_t tmem_addr(uint32_t base, uint32_t lane, uint32_t col) {
+  return base + (lane << 16) + col;
+}
+
+// ---- thread-sync fences for tcgen05 (PTX ISA "tcgen05.fence") ----
+// before_thread_sync: order prior tcgen05 ops before a following thread barrier / mbarrier arrive;
+// after_thread_sync: order following tcgen05 ops after a preceding barrier / mbarrier wait.
+__device__ __forceinline__ void tcgen05_fence_before() {
+  asm volatile("tcgen05.fence::before_thread_sync;" ::: "memory");
+}
+__device__ __forceinline__ void tcgen05_fence_after() {
+  asm volatile("tcgen05.fence::after_thread_sync;" ::: "memory");
+}
+
+// ---- UMMA shared-memory descriptor ----
+// PTX ISA 9.7.16.4.1 "Shared Memory Descriptor" (Table "Shared memory descriptor layout", 64 bits):
+//   bits  0-13  matrix-descriptor-encode(matrix start address) = (addr & 0x3FFFF) >> 4
+//   bits 16-29  matrix-descriptor-encode(leading dimension byte offset) (relative mode)
+//   bits 32-45  matrix-descriptor-encode(stride dimension byte offset)
+//   bits 46-48  fixed constant 0b001 (the sm100 descriptor "version"; wgmma has no such field)
+//   bits 49-51  matrix base offset (0: pattern starts on a 1024-B boundary for 128B swizzle)
+//   bit  52     leading dimension stride mode: 0 = relative byte offset
+//   bits 53-60  fixed 0
+//   bits 61-63  swizzling mode: 0 none, 1 128B with 32B atomicity, 2 = 128-Byte swizzling,
+//               4 64B, 6 32B (NOT the sm90 encoding, where 128B is 1 in bits 62-63)
+// Tile: the same K-major TMA box as on sm90 (rows of 128 B = 64 bf16/fp16, 128B swizzle, 8-row
+// atoms of 1024 B; PTX ISA 9.7.16.3 "Major-ness supported by Strides", 5.5.7 "Swizzling Modes"):
+// LBO "not used, assumed to be 1" for swizzled K-major (9.7.16.3.1.1 "Relative offset mode"),
+// SBO = 1024 (8 rows x 128 B), base offset 0 (tile 1024-B aligned).
+// Cross-checked against the table as quoted by Modular's MMASmemDescriptor docs, and the bit-field
+// order of CUTLASS's UMMA::SmemDescriptor (start 14 / pad 2 / LBO 14 / pad 2 / SBO 14 / version /
+// base offset 3 / lbo mode 1 / pad / layout type 3 with SWIZZLE_128B = 2): same positions.
+__host__ __device__ constexpr u64 umma_desc_encode(u32 smem_addr) {
+  return static_cast<u64>((smem_addr & 0x3FFFFu) >> 4)         // bits  0-13: start address
+       | (static_cast<u64>(1u) << 16)                           // bits 16-29: LBO (unused, "assumed 1")
+       | (static_cast<u64>(1024u >> 4) << 32)                   // bits 32-45: SBO = 1024 B
+       | (static_cast<u64>(1u) << 46)                           // bits 46-48: fixed 0b001
+       | (static_cast<u64>(2u) << 61);                          // bits 61-63: 2 = 128-Byte swizzling
+}
+__device__ __forceinline__ u64 umma_desc(const void* smem_tile) {
+  return umma_desc_encode(smem_u32(smem_tile));
+}
+// k-th 16-element (32-byte) K slice of a 64-wide K tile: start address + 32*k, for the same reason
+// as wgmma_desc_k in ptx_sm90a.cuh (the swizzle XOR is applied to the computed address; +32 k
+// never reaches the row bits [7,10), so the base offset stays 0). k in [0, 4).
+__device__ __forceinline__ u64 umma_desc_k(const void* smem_tile, int k) {
+  return umma_desc(smem_tile) + static_cast<u64>(2 * k);   // start-address field is in 16-B units
+}
+
+// ---- UMMA instruction descriptor for .kind::f16 ----
+// PTX ISA 9.7.16.4.2 "Instruction descriptor", Table "Instruction descriptor format for
+// .kind::tf32, .kind::f16, .kind::f8f6f4 and .kind::i8" (32 bits):
+//   bits  0-1 sparsity selector (0)   bit 2 sparsity (0 dense)   bit 3 saturate (0)
+//   bits  4-5 dtype: F16 = 0, F32 = 1            bit 6 reserved
+//   bits  7-9 atype: F16 = 0, BF16 = 1           bits 10-12 btype: F16 = 0, BF16 = 1
+//   bit  13/14 negate A/B (0)                    bit 15/16 transpose A/B (0 = K-major)
+//   bits 17-22 N >> 3                            bit 23 reserved
+//   bits 24-28 M >> 4                            bit 29 reserved   bits 30-31 max shift (.ws only, 0)
+// Cross-checked against CUTLASS's UMMA::InstrDescriptor bit-field comments (n_dim_ [17,23),
+// m_dim_ [24,29)). Valid shapes for cta_group::1 dense kind::f16: M = 64 with N % 8 == 0 in
+// [8, 256], M = 128 with N % 16 == 0 in [16, 256] (PTX ISA "tcgen05 Matrix shape"); K = 16.
+__host__ __device__ constexpr uint32_t umma_idesc_f16(int M, int N, bool bf16) {
+  return (1u << 4)                                              // dtype F32
+       | ((bf16 ? 1u : 0u) << 7)                                // atype
+       | ((bf16 ? 1u : 0u) << 10)                               // btype
+       | (static_cast<uint32_t>(N >> 3) << 17)                  // N >> 3
+       | (static_cast<uint32_t>(M >> 4) << 24);                 // M >> 4
+}
+
+// ---- UMMA issue (PTX ISA "tcgen05.mma") ----
+// D[tmem] = (accumulate ? D : 0) + A[M x 16] * B[N x 16]^T, A and B from shared memory per
+// descriptor. Issued by ONE thread (not warp-collective).
+__device__ __forceinline__ void umma_f16(uint32_t tmem_d, u64 desc_a, u64 desc_b, uint32_t idesc, int accumulate) {
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t"
+      "setp.ne.b32 p, %4, 0;\n\t"
+      "tcgen05.mma.cta_group::1.kind::f16 [%0], %1, %2, %3, p;\n\t}"
+      :: "r"(tmem_d), "l"(desc_a), "l"(desc_b), "r"(idesc), "r"(accumulate) : "memory");
+}
+
+// Make `bar` track completion of all prior tcgen05 async ops issued by this thread: one arrival
+// when they are done (PTX ISA "tcgen05.commit"). Same thread as umma_f16.
+__device__ __forceinline__ void umma_commit(uint64_t* bar) {
+  asm volatile("tcgen05.commit.cta_group::1.mbarrier::arrive::one.shared::cluster.b64 [%0];"
+               :: "r"(smem_u32(bar)) : "memory");
+}
+
+// ---- TMEM -> registers (PTX ISA "tcgen05.ld", shape 32x32b) ----
+// Warp-collective. Thread `lane` of the warp gets r[j] = TMEM[lane base + lane][col + j], j < 32,
+// where taddr = tmem_addr(base, 32 * (warp % 4), col): a warp may only access the 32-lane quarter
+// (warp id % 4) of TMEM (PTX ISA "tcgen05 Matrix fragments / access restrictions").
+// The registers are valid only after tmem_wait_ld().
+__device__ __forceinline__ void tmem_ld_32x32b_x32(uint32_t taddr, uint32_t (&r)[32]) {
+  asm volatile(
+      "tcgen05.ld.sync.aligned.32x32b.x32.b32 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, "
+      "%8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, "
+      "%24, %25, %26, %27, %28, %29, %30, %31"
+      "}, [%32];"
+      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]), "=r"(r[4]), "=r"(r[5]), "=r"(r[6]), "=r"(r[7]),
+        "=r"(r[8]), "=r"(r[9]), "=r"(r[10]), "=r"(r[11]), "=r"(r[12]), "=r"(r[13]), "=r"(r[14]), "=r"(r[15]),
+        "=r"(r[16]), "=r"(r[17]), "=r"(r[18]), "=r"(r[19]), "=r"(r[20]), "=r"(r[21]), "=r"(r[22]), "=r"(r[23]),
+        "=r"(r[24]), "=r"(r[25]), "=r"(r[26]), "=r"(r[27]), "=r"(r[28]), "=r"(r[29]), "=r"(r[30]), "=r"(r[31])
+      : "r"(taddr));
+}
+
+// Wait for all prior tcgen05.ld of this thread (PTX ISA "tcgen05.wait").
+__device__ __forceinline__ void tmem_wait_ld() {
+  asm volatile("tcgen05.wait::ld.sync.aligned;" ::: "memory");
+}
+// Same, and also pins the destination registers after the wait so the compiler cannot read them
+// earlier (the ld asm only names them as its outputs).
+template <int R> __device__ __forceinline__ void tmem_wait_ld(uint32_t (&r)[R]) {
+  tmem_wait_ld();
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(r[i]) :: "memory");
+}
+
+// ---- optional epilogue helper ----
+// Store the fp32 accumulator of an M=128 (cta_group::1) UMMA, BN columns at TMEM column tmem_col0
+// of `tmem_base`, to row-major C: TMEM lane i holds row i of D, column j of D is TMEM column
+// tmem_col0 + j (PTX ISA "Data path layout organization", the M = 128 layout).
+// Called by all 4 warps of a warpgroup (warp % 4 picks the lane quarter = rows 32*(warp%4)..+31);
+// each thread stores one row, 32 columns at a time, with row/column guards.
+template <int BN>
+__device__ __forceinline__ void store_tmem_acc_m128(uint32_t tmem_base, uint32_t tmem_col0, float* C, int ldc,
+                                                    int row0, int col0, int M, int N) {
+  static_assert(BN % 32 == 0, "BN: multiple of 32");
+  const int warp = (static_cast<int>(threadIdx.x) >> 5) & 3, lane = static_cast<int>(threadIdx.x) & 31;
+  const int r = row0 + 32 * warp + lane;
+#pragma unroll 1
+  for (int c = 0; c < BN; c += 32) {
+    uint32_t v[32];
+    tmem_ld_32x32b_x32(tmem_addr(tmem_base, 32u * warp, tmem_col0 + c), v);
+    tmem_wait_ld(v);
+    if (r < M) {
+      float* p = C + static_cast<long long>(r) * ldc + col0 + c;
+#pragma unroll
+      for (int j = 0; j < 32; ++j)
+        if (col0 + c + j < N) p[j] = __uint_as_float(v[j]);
+    }
+  }
+}
+
+
+extern "C" __global__ void __launch_bounds__(128, 1) gemm_b200(const __grid_constant__ CUtensorMap tmap_A, const __grid_constant__ CUtensorMap tmap_B, float* __restrict__ C, int M, int N, int K) {
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = (unsigned char*)(((unsigned long long)smem_raw + 1023) & ~1023ull);
+  const int warp = __shfl_sync(0xffffffffu, (int)threadIdx.x / 32, 0);
+  const bool first_thread = threadIdx.x == 0;
+  if (first_thread) {
+    prefetch_tensormap(&tmap_A);
+    prefetch_tensormap(&tmap_B);
+  }
+  const int trips = K / 64;
+  const int m0 = blockIdx.x * 128;
+  const int n0 = blockIdx.y * 128;
+  if (first_thread) {
+    for (int s = 0; s < 6; ++s) {
+      mbar_init((u64*)(smem + 196608) + s, 1);
+      mbar_init((u64*)(smem + 196656) + s, 1);
+    }
+    for (int s = 0; s < 6; ++s) {
+      mbar_init((u64*)(smem + 196704) + s, 1);
+      mbar_init((u64*)(smem + 196752) + s, 1);
+    }
+    mbar_init((u64*)(smem + 196800), 1);
+    fence_mbar_init();
+  }
+
+  if (warp == 0) {
+    tmem_alloc((uint32_t*)(smem + 196808), 128);
+    tmem_relinquish();
+  }
+  __syncthreads();
+
+  tcgen05_fence_after();
+  const u32 tmem_base = *(volatile u32*)(smem + 196808);
+  if (warp >= 0 && warp < 4) {
+    if (warp >= 0 && warp < 1) {  // role 0: 1 warp, setmaxnreg 24
+
+      const bool leader = elect_one();  // issues the role's single-thread work and arrivals
+      for (int k = 0; k < trips + 0; ++k) {
+        {  // loadA (stage 0, offset 0)
+          const int i = k - 0;
+          if (i >= 0 && i < trips) {
+            { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 196656) + q % 6, ((u32)(q / 6) & 1u) ^ 1u); } }  // loadA.empty
+
+            { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) { mbar_arrive_expect_tx((u64*)(smem + 196608) + q % 6, 16384); tma_load_2d(smem + 0 + (q % 6) * 16384, &tmap_A, (u64*)(smem + 196608) + q % 6, i * 64, m0); } } }  // loadA.full
+          }
+        }
+        {  // loadB (stage 0, offset 30)
+          const int i = k - 0;
+          if (i >= 0 && i < trips) {
+            { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 196752) + q % 6, ((u32)(q / 6) & 1u) ^ 1u); } }  // loadB.empty
+
+            { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) { mbar_arrive_expect_tx((u64*)(smem + 196704) + q % 6, 16384); tma_load_2d(smem + 98304 + (q % 6) * 16384, &tmap_B, (u64*)(smem + 196704) + q % 6, i * 64, n0); } } }  // loadB.full
+          }
+        }
+      }
+
+    }
+    if (warp >= 1 && warp < 2) {  // role 1: 1 warp, setmaxnreg 24
+
+      const bool leader = elect_one();  // issues the role's single-thread work and arrivals
+      for (int k = 2; k < trips + 2; ++k) {
+        {  // mma (stage 2, offset 166)
+          const int i = k - 2;
+          if (i >= 0 && i < trips) {
+            { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 196608) + q % 6, ((u32)(q / 6) & 1u)); } }  // loadA.full
+            { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 196704) + q % 6, ((u32)(q / 6) & 1u)); } }  // loadB.full
+
+            if (leader) {
+              tcgen05_fence_after();
+              const unsigned char* a_tile = (smem + 0 + ((i - 0) % 6) * 16384);
+              const unsigned char* b_tile = (smem + 98304 + ((i - 0) % 6) * 16384);
+#pragma unroll
+              for (int ks = 0; ks < 4; ++ks)
+                umma_f16(tmem_base + 0, umma_desc_k(a_tile + 0, ks), umma_desc_k(b_tile, ks), umma_idesc_f16(128, 128, true), (i > 0 || ks > 0) ? 1 : 0);
+            }
+            __syncwarp();
+
+            { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) umma_commit((u64*)(smem + 196656) + q % 6);  /* arrives when mma's MMAs complete */ } }  // loadA.empty
+            { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) umma_commit((u64*)(smem + 196752) + q % 6);  /* arrives when mma's MMAs complete */ } }  // loadB.empty
+          }
+        }
+      }
+
+      if (leader && trips > 0) umma_commit((u64*)(smem + 196800));  // the epilogue's accumulators
+    }
+  }
+
+  __syncthreads();
+  if (warp < 4) {  // warp w reads tensor-memory lanes 32 w .. 32 w + 31 (PTX ISA, "tcgen05.ld": lane access by warp)
+    if (trips > 0) {
+      mbar_wait((u64*)(smem + 196800), 0);
+      tcgen05_fence_after();
+      store_tmem_acc_m128<128>(tmem_base, 0, C, N, m0 + 0, n0, M, N);
+    } else {
+      const int r = m0 + 0 + 32 * warp + (int)(threadIdx.x % 32);
+      for (int c = 0; c < 128; ++c)
+        if (r < M && n0 + c < N) C[(long long)r * N + n0 + c] = 0.0f;
+    }
+  }
+  tcgen05_fence_before();
+  __syncthreads();
+  if (warp == 0) tmem_dealloc(tmem_base, 128);
+}
+

@@ -1,0 +1,352 @@
+"""The emitted Python launcher and benchmarks/gpu_check.py, without a GPU: what the launcher imports, that it
+validates before it touches the driver, the driver calls it makes (against a recording fake), the size-expression
+evaluator, and gpu_check --dry-run on a good and a broken directory."""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import importlib.util
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+jinja2 = pytest.importorskip("jinja2")
+driver = pytest.importorskip("cuda.bindings.driver")
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "twill" / "emit" / "templates"
+GPU_CHECK = ROOT / "benchmarks" / "gpu_check.py"
+KERNEL = "gemm_h100"
+SMEM = 132096
+
+
+def manifest(**changes) -> dict:
+    """A GEMM manifest as CONTRACT.md describes it (the fields the launcher and gpu_check read, and a few more)."""
+    data = {
+        "format": 1, "kernel": KERNEL, "spec": "gemm", "machine": "h100", "target": "sm90a", "arch": "sm_90a",
+        "source": f"{KERNEL}.cu", "cubin": f"{KERNEL}.cubin",
+        "params": {"block_m": 128, "block_n": 128, "block_k": 64, "dtype": "bf16"},
+        "block": [256, 1, 1], "grid": ["ceil(M / 128)", "ceil(N / 128)", "1"], "trip_count": "K / 64",
+        "dynamic_smem": SMEM,
+        "tmem": {"columns": 0, "map": []},
+        "arguments": [
+            {"name": "A", "kind": "tensor_map", "dtype": "bf16", "shape": ["M", "K"], "box": [64, 128], "swizzle": 128},
+            {"name": "B", "kind": "tensor_map", "dtype": "bf16", "shape": ["N", "K"], "box": [64, 128], "swizzle": 128},
+            {"name": "C", "kind": "output", "dtype": "fp32", "shape": ["M", "N"]},
+            {"name": "M", "kind": "int"}, {"name": "N", "kind": "int"}, {"name": "K", "kind": "int"}],
+        "schedule": {"ii": 512, "stages": 2, "optimal": True},
+    }
+    data.update(changes)
+    return data
+
+
+def render_launcher() -> str:
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                                     keep_trailing_newline=True)
+    return environment.get_template("launcher.py.j2").render(kernel=KERNEL)
+
+
+def emit(directory: Path, cubin: bool = False, **changes) -> Path:
+    """An emitted directory: manifest.json, the rendered launcher, a stand-in source and optionally a cubin."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "manifest.json").write_text(json.dumps(manifest(**changes), indent=2))
+    (directory / f"{KERNEL}.py").write_text(render_launcher())
+    (directory / f"{KERNEL}.cu").write_text("// kernel source\n")
+    if cubin:
+        (directory / f"{KERNEL}.cubin").write_bytes(b"\x7fELF stand-in")
+    return directory
+
+
+_names = itertools.count()
+
+
+def import_launcher(directory: Path):
+    spec = importlib.util.spec_from_file_location(f"launcher_{next(_names)}", directory / f"{KERNEL}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Forbidden:
+    """Stands in for the driver module where no driver call may happen."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"driver.{name} touched")
+
+
+class RecordingDriver:
+    """The real cuda.bindings.driver for types and enums; its cu* calls recorded and answered with success."""
+
+    CALLS = ("cuInit", "cuDeviceGet", "cuDevicePrimaryCtxRetain", "cuCtxPushCurrent", "cuCtxPopCurrent",
+             "cuModuleLoadData",
+             "cuModuleGetFunction", "cuFuncSetAttribute", "cuTensorMapEncodeTiled", "cuLaunchKernel", "cuMemAlloc",
+             "cuMemcpyHtoD", "cuMemcpyDtoH", "cuMemFree", "cuStreamSynchronize")
+
+    def __init__(self):
+        self.calls: list[tuple[str, tuple]] = []
+        self._pointers = itertools.count(0x10000, 0x10000)
+
+    def __getattr__(self, name):
+        if name not in self.CALLS:
+            return getattr(driver, name)
+
+        def call(*args):
+            self.calls.append((name, args))
+            success = driver.CUresult.CUDA_SUCCESS
+            if name == "cuTensorMapEncodeTiled":
+                return success, driver.CUtensorMap()
+            if name == "cuMemAlloc":
+                return success, driver.CUdeviceptr(next(self._pointers))
+            if name in ("cuDeviceGet", "cuDevicePrimaryCtxRetain", "cuCtxPopCurrent", "cuModuleLoadData",
+                        "cuModuleGetFunction"):
+                return success, f"<{name}>"
+            return (success,)
+        return call
+
+    def named(self, name: str) -> list[tuple]:
+        return [args for called, args in self.calls if called == name]
+
+
+@pytest.fixture
+def emitted(tmp_path):
+    return emit(tmp_path / KERNEL)
+
+
+@pytest.fixture
+def launcher(emitted):
+    return import_launcher(emitted)
+
+
+def bf16(*shape):
+    return np.zeros(shape, dtype=np.uint16)
+
+
+def test_the_launcher_imports_only_stdlib_numpy_cuda_and_torch(emitted):
+    tree = ast.parse((emitted / f"{KERNEL}.py").read_text())
+    roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    roots |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "twill" not in roots
+    assert roots - set(sys.stdlib_module_names) == {"numpy", "cuda", "torch"}
+
+
+def test_importing_the_launcher_makes_no_driver_call(emitted, monkeypatch):
+    import cuda.bindings
+
+    recording = RecordingDriver()
+    monkeypatch.setattr(cuda.bindings, "driver", recording)
+    module = import_launcher(emitted)
+    assert module.driver is recording and recording.calls == []
+    assert module.KERNEL == KERNEL and module.MANIFEST["dynamic_smem"] == SMEM
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ((np.zeros((128, 64), np.float32), bf16(128, 64)),
+     "A has dtype float32, expected bf16 (numpy carries bf16 as uint16 bit patterns)"),
+    ((bf16(128, 64), bf16(128, 32)), "B has K=32 but A has K=64"),
+    ((bf16(128), bf16(128, 64)), "A must be 2-D (M, K), got shape (128,)"),
+    ((bf16(128, 96), bf16(128, 96)), "K=96 is not a multiple of block_k=64"),
+])
+def test_numpy_inputs_are_validated_before_any_driver_call(launcher, inputs, message):
+    launcher.driver = Forbidden()
+    with pytest.raises(ValueError) as error:
+        launcher.run(*inputs)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("out, message", [
+    (np.zeros((128, 64), np.float32), "C has N=64 but B has N=128"),
+    (np.zeros((128, 128), np.float64), "C has dtype float64, expected fp32"),
+])
+def test_a_bad_output_is_refused_before_any_driver_call(launcher, out, message):
+    launcher.driver = Forbidden()
+    with pytest.raises(ValueError, match=message):
+        launcher.run(bf16(128, 64), bf16(128, 64), out=out)
+
+
+def test_wrong_arguments_are_type_errors(launcher):
+    launcher.driver = Forbidden()
+    with pytest.raises(TypeError, match=r"run\(\) takes 2 inputs \(A, B\), got 1"):
+        launcher.run(bf16(128, 64))
+    with pytest.raises(TypeError, match="expected a torch tensor or a numpy array, got list"):
+        launcher.run([[0]], bf16(128, 64))
+    with pytest.raises(TypeError, match=r"unknown \['X'\], missing \['B'\]"):
+        launcher.Kernel()(A=bf16(128, 64), X=bf16(1))
+
+
+def test_validate_returns_the_sizes_and_accepts_k_zero(launcher):
+    launcher.driver = Forbidden()
+    assert launcher.validate({"A": bf16(200, 128), "B": bf16(328, 128)}) == {"M": 200, "K": 128, "N": 328}
+    assert launcher.validate({"A": bf16(128, 0), "B": bf16(64, 0), "C": None}) == {"M": 128, "K": 0, "N": 64}
+
+
+def test_a_missing_cubin_or_a_host_target_is_a_clear_error(tmp_path):
+    module = import_launcher(emit(tmp_path / "gpu"))
+    module.driver = Forbidden()
+    with pytest.raises(RuntimeError, match=r"gemm_h100.cubin not found: compile it with: twill emit .* --compile"):
+        module.load()
+    module = import_launcher(emit(tmp_path / "host", cubin=True, target="host", arch=None))
+    module.driver = Forbidden()
+    with pytest.raises(RuntimeError, match="emitted for the host target"):
+        module.run(bf16(128, 64), bf16(128, 64))
+
+
+def test_a_manifest_for_another_kernel_is_refused_at_import(tmp_path):
+    with pytest.raises(ImportError, match="describes kernel 'other', not 'gemm_h100'"):
+        import_launcher(emit(tmp_path / "k", kernel="other"))
+
+
+def test_driver_failures_name_the_cuda_result(launcher):
+    assert launcher._check("cuDeviceGet", (driver.CUresult.CUDA_SUCCESS, 7)) == 7
+    assert launcher._check("cuInit", (driver.CUresult.CUDA_SUCCESS,)) is None
+    with pytest.raises(RuntimeError, match="gemm_h100: cuModuleLoadData failed: CUDA_ERROR_INVALID_IMAGE"):
+        launcher._check("cuModuleLoadData", (driver.CUresult.CUDA_ERROR_INVALID_IMAGE, None))
+
+
+def test_a_numpy_gemm_makes_the_contract_driver_calls(tmp_path):
+    module = import_launcher(emit(tmp_path / KERNEL, cubin=True))
+    fake = module.driver = RecordingDriver()
+    c = module.run(bf16(200, 128), bf16(328, 128))
+    assert c.shape == (200, 328) and c.dtype == np.float32
+
+    order = [name for name, _ in fake.calls]
+    assert order[:8] == ["cuInit", "cuDeviceGet", "cuDevicePrimaryCtxRetain", "cuCtxPushCurrent", "cuModuleLoadData",
+                         "cuModuleGetFunction", "cuFuncSetAttribute", "cuCtxPopCurrent"]
+    assert fake.named("cuCtxPushCurrent") == [("<cuDevicePrimaryCtxRetain>",)] * 3  # load, the copies, the launch
+    assert len(fake.named("cuCtxPopCurrent")) == 3
+    assert fake.named("cuModuleLoadData") == [(b"\x7fELF stand-in",)]
+    assert fake.named("cuModuleGetFunction") == [("<cuModuleLoadData>", b"gemm_h100")]
+    assert fake.named("cuFuncSetAttribute") == [(
+        "<cuModuleGetFunction>", driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, SMEM)]
+    assert [nbytes for (nbytes,) in fake.named("cuMemAlloc")] == [200 * 128 * 2, 328 * 128 * 2, 200 * 328 * 4]
+    assert len(fake.named("cuMemFree")) == 3 and order[-2:] == ["cuMemFree", "cuCtxPopCurrent"]
+
+    encodes = fake.named("cuTensorMapEncodeTiled")
+    assert len(encodes) == 2
+    for (dtype, rank, address, dims, strides, box, element_strides, interleave, swizzle, l2, oob), rows, base in zip(
+            encodes, (200, 328), (0x10000, 0x20000)):
+        assert dtype == driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 and rank == 2
+        assert address == base
+        assert [int(d) for d in dims] == [128, rows] and [int(s) for s in strides] == [256]
+        assert [int(b) for b in box] == [64, 128] and [int(e) for e in element_strides] == [1, 1]
+        assert interleave == driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE
+        assert swizzle == driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B
+        assert l2 == driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B
+        assert oob == driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE
+
+    [launch] = fake.named("cuLaunchKernel")
+    function, gx, gy, gz, bx, by, bz, smem, stream, (values, types), extra = launch
+    assert function == "<cuModuleGetFunction>" and (gx, gy, gz) == (2, 3, 1) and (bx, by, bz) == (256, 1, 1)
+    assert smem == SMEM and int(stream) == 0 and extra == 0
+    assert types == (None, None, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int)
+    assert all(isinstance(v, driver.CUtensorMap) for v in values[:2])
+    assert values[2:] == (0x30000, 200, 328, 128)
+    assert order.index("cuLaunchKernel") < order.index("cuStreamSynchronize") < order.index("cuMemcpyDtoH")
+
+
+def test_cuda_bindings_packs_the_launch_arguments(tmp_path):
+    """The real cuLaunchKernel accepts the (values, types) kernelParams: it packs them (a CUtensorMap by its
+    getPtr(), so by value) before it needs the driver; a packing problem would be a TypeError."""
+    module = import_launcher(emit(tmp_path / KERNEL, cubin=True))
+    fake = module.driver = RecordingDriver()
+    module.run(bf16(128, 64), bf16(128, 64))
+    [launch] = fake.named("cuLaunchKernel")
+    try:
+        driver.cuLaunchKernel(driver.CUfunction(), *launch[1:])
+    except Exception as exc:  # no CUDA driver here: the arguments were packed, then loading libcuda failed
+        assert not isinstance(exc, TypeError), exc
+
+
+def test_k_zero_launches_with_unencoded_tensor_maps_and_m_zero_does_not_launch(tmp_path):
+    module = import_launcher(emit(tmp_path / KERNEL, cubin=True))
+    fake = module.driver = RecordingDriver()
+    module.run(bf16(128, 0), bf16(128, 0))
+    assert fake.named("cuTensorMapEncodeTiled") == [] and len(fake.named("cuLaunchKernel")) == 1
+    fake.calls.clear()
+    assert module.run(bf16(0, 64), bf16(128, 64)).shape == (0, 128)
+    assert fake.named("cuLaunchKernel") == []
+
+
+@pytest.mark.parametrize("expression, sizes, value", [
+    ("ceil(M / 128)", {"M": 129}, 2),
+    ("ceil(M / 128)", {"M": 128}, 1),
+    ("ceil(N / 128)", {"N": 0}, 0),
+    ("K / 64", {"K": 8192}, 128),
+    ("(M + 127) // 128", {"M": 200}, 2),
+    ("2 * (N - 1) + K", {"N": 3, "K": 1}, 5),
+    ("1", {}, 1),
+])
+def test_the_size_expression_evaluator(launcher, expression, sizes, value):
+    assert launcher.evaluate(expression, sizes) == value
+
+
+@pytest.mark.parametrize("expression, sizes, message", [
+    ("K / 64", {"K": 100}, "not an integer"),
+    ("M ** 2", {"M": 2}, "only M, N, K"),
+    ("__import__('os').getpid()", {}, "only M, N, K"),
+    ("abs(M)", {"M": 1}, "only M, N, K"),
+    ("X + 1", {}, "only M, N, K"),
+    ("M + 1", {}, "needs M, which is not given"),
+    ("M / (N - N)", {"M": 1, "N": 2}, "divides by zero"),
+    ("ceil(M", {"M": 1}, "bad expression"),
+    ("True", {}, "only M, N, K"),
+])
+def test_the_evaluator_refuses_anything_else(launcher, expression, sizes, message):
+    with pytest.raises(ValueError, match=message):
+        launcher.evaluate(expression, sizes)
+
+
+def test_grid_follows_the_manifest(launcher):
+    assert launcher.grid(M=200, N=328, K=64) == (2, 3, 1)
+    assert launcher.grid(M=8192, N=4096, K=8192) == (64, 32, 1)
+
+
+def gpu_check(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(GPU_CHECK), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_gpu_check_dry_run_validates_and_prints_the_plan(tmp_path):
+    compiled = emit(tmp_path / "compiled", cubin=True)
+    uncompiled = emit(tmp_path / "uncompiled")
+    result = gpu_check(str(compiled), str(uncompiled), "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok   {compiled}: gemm_h100 (sm90a, tile 128x128x64, 256 threads" in result.stdout
+    assert "warning: gemm_h100.cubin is not compiled yet" in result.stdout
+    assert "plan: 1 kernel(s) x 8 shapes = 8 runs" in result.stdout
+    assert "gemm_h100  M=8192 N=8192 K=8192" in result.stdout
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ({"grid": None}, "grid None is not three expressions"),
+    ({"dynamic_smem": 300000}, "dynamic_smem 300000 is not an int in [0, 232448]"),
+    ({"grid": ["ceil(M / 64)", "ceil(N / 128)", "1"]}, "M=128 N=128 K=0: grid (2, 1, 1), expected (1, 1, 1)"),
+    ({"trip_count": "K / 32"}, "M=128 N=128 K=64: trip count 2, expected 1"),
+    ({"params": {"block_m": 128, "block_n": 128, "block_k": 32}}, "A.box[0] = 64 is not block_k = 32"),
+    ({"source": "missing.cu"}, "missing.cu not found"),
+    ({"kernel": "other"}, "other.py not found"),
+])
+def test_gpu_check_dry_run_names_the_problem_of_a_broken_directory(tmp_path, breakage, message):
+    broken = emit(tmp_path / "broken", cubin=True, **breakage)
+    result = gpu_check(str(emit(tmp_path / "good", cubin=True)), str(broken), "--dry-run")
+    assert result.returncode == 1
+    assert f"FAIL {broken}: " in result.stdout and message in result.stdout
+
+
+def test_gpu_check_dry_run_reports_a_launcher_that_does_not_import(tmp_path):
+    broken = emit(tmp_path / "broken", cubin=True)
+    (broken / f"{KERNEL}.py").write_text("raise ImportError('boom')\n")
+    result = gpu_check(str(broken), "--dry-run")
+    assert result.returncode == 1 and "the launcher does not import: ImportError: boom" in result.stdout
+
+
+def test_gpu_check_without_a_gpu_skips(emitted):
+    result = gpu_check(str(emitted))
+    if "no GPU: skipping" not in result.stdout:
+        pytest.skip("a GPU is present here")
+    assert result.returncode == 0
