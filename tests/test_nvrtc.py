@@ -13,13 +13,15 @@ import re
 import pytest
 
 from twill.emit import nvrtc as nv
+from twill.emit.emit import wgmma_wrapper
 
 pytestmark = pytest.mark.skipif(not (nv.nvrtc_available() and nv.sass_available()),
                                 reason="NVRTC / nvdisasm not available (install the cuda extra)")
 
 
 def _source(arch_header: str, body: str) -> str:
-    return "\n".join([nv.read_template("ptx_common.cuh"), nv.read_template(arch_header), body])
+    wrappers = [wgmma_wrapper(128, "bf16")] if arch_header == "ptx_sm90a.cuh" else []
+    return "\n".join([nv.read_template("ptx_common.cuh"), nv.read_template(arch_header), *wrappers, body])
 
 
 # --------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class EmitResult:
                          f"{c['smem_static']} static + {c['smem_dynamic']} dynamic"
                          + (f", setmaxnreg {c['setmaxnreg']}" if c["setmaxnreg"] else ""))
             lines.append(f"  SASS: {classes}")
-            lines += [f"  ptxas: {d}" for d in c["diagnostics"]]
+            lines += [f"  ptxas: {code} {message}" for code, message in c["diagnostics"]]
         lines += [f"error: {p}" for p in self.problems]
         if self.check_error:
             lines.append(f"error: host check: {self.check_error}")

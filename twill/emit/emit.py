@@ -42,6 +42,11 @@ def render_source(kernel: Kernel) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
 
+def wgmma_wrapper(n: int, dtype: str) -> str:
+    """The sm90a wgmma.mma_async wrapper for one (n, dtype), as the kernels get it."""
+    return environment().from_string('{% import "wgmma.j2" as W %}{{ W.wgmma_ss(n, dtype) }}').render(n=n, dtype=dtype)
+
+
 def render_launcher(kernel: Kernel) -> str:
     return environment().get_template("launcher.py.j2").render(kernel=kernel.name)
 
@@ -128,22 +133,16 @@ def compile_report(kernel: Kernel, source: str) -> tuple[dict[str, Any], bytes, 
     from twill.emit import nvrtc
 
     result = nvrtc.compile_cuda(source, ARCH[kernel.target], name=source_name(kernel))
-    resources = result.kernels[kernel.name]
-    sass = nvrtc.sass(result.cubin)
-    report = {"arch": result.arch, "seconds": round(result.seconds, 3), "registers": resources.registers,
-              "spill_stores": resources.spill_stores, "spill_loads": resources.spill_loads,
-              "stack": resources.stack, "smem_static": resources.smem_static, "smem_dynamic": kernel.dynamic_smem,
-              "diagnostics": [f"{code} {message}" for code, message in result.diagnostics],
-              "setmaxnreg": nvrtc.setmaxnreg_values(sass), "sass_classes": nvrtc.sass_classes(sass)}
+    report = {**result.summary(kernel.name), "smem_dynamic": kernel.dynamic_smem}
     problems = []
-    if resources.spill_stores or resources.spill_loads:
-        problems.append(f"ptxas spills {resources.spill_stores} bytes stored, {resources.spill_loads} loaded")
-    if resources.stack:
-        problems.append(f"ptxas uses a {resources.stack}-byte stack frame")
+    if report["spill_stores"] or report["spill_loads"]:
+        problems.append(f"ptxas spills {report['spill_stores']} bytes stored, {report['spill_loads']} loaded")
+    if report["stack"]:
+        problems.append(f"ptxas uses a {report['stack']}-byte stack frame")
     problems += [f"ptxas {code}: {message}" for code, message in result.diagnostics
                  if any(word in message for word in FATAL_DIAGNOSTICS)]
     limit = kernel.instance.loop.warps.smem
-    if resources.smem_static + kernel.dynamic_smem > limit:
-        problems.append(f"shared memory {resources.smem_static} static + {kernel.dynamic_smem} dynamic bytes exceeds "
+    if report["smem_static"] + kernel.dynamic_smem > limit:
+        problems.append(f"shared memory {report['smem_static']} static + {kernel.dynamic_smem} dynamic bytes exceeds "
                         f"the machine's {limit}")
     return report, result.cubin, problems

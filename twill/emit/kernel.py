@@ -187,6 +187,11 @@ class Kernel:
         return [role for group in self.warpgroups for role in group.roles]
 
     @property
+    def wgmma_shapes(self) -> list[tuple[int, str]]:
+        """The (n, dtype) of every MMA: one wgmma wrapper each (sm90a)."""
+        return sorted({(s.args["n"], s.args["dtype"]) for r in self.roles for s in r.steps if s.kind == "mma"})
+
+    @property
     def family_prologue(self) -> tuple[str, ...]:
         return self.family.prologue
 

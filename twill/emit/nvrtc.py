@@ -95,27 +95,6 @@ class CompileResult:
     kernels: dict[str, KernelResources] = field(default_factory=dict)
     diagnostics: list[tuple[str, str]] = field(default_factory=list)   # every (C75xx) line: (code, message)
 
-    # Single-kernel conveniences: the worst value over the entry functions.
-    @property
-    def registers(self) -> int:
-        return max((k.registers for k in self.kernels.values()), default=0)
-
-    @property
-    def spill_stores(self) -> int:
-        return max((k.spill_stores for k in self.kernels.values()), default=0)
-
-    @property
-    def spill_loads(self) -> int:
-        return max((k.spill_loads for k in self.kernels.values()), default=0)
-
-    @property
-    def stack(self) -> int:
-        return max((k.stack for k in self.kernels.values()), default=0)
-
-    @property
-    def smem_static(self) -> int:
-        return max((k.smem_static for k in self.kernels.values()), default=0)
-
     def summary(self, kernel: str | None = None, *, with_sass: bool = True) -> dict:
         """The manifest's ``compile`` object for one entry function (the only one if ``kernel`` is None)."""
         if kernel is None:
