@@ -282,7 +282,6 @@ __device__ __forceinline__ void store_tmem_acc_m128(uint32_t tmem_base, uint32_t
 
 
 extern "C" __global__ void __launch_bounds__(128, 1) gemm_b200(const __grid_constant__ CUtensorMap tmap_A, const __grid_constant__ CUtensorMap tmap_B, float* __restrict__ C, int M, int N, int K) {
-
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = (unsigned char*)(((unsigned long long)smem_raw + 1023) & ~1023ull);
   const int warp = __shfl_sync(0xffffffffu, (int)threadIdx.x / 32, 0);
@@ -306,25 +305,21 @@ extern "C" __global__ void __launch_bounds__(128, 1) gemm_b200(const __grid_cons
     mbar_init((u64*)(smem + 196800), 1);
     fence_mbar_init();
   }
-
   if (warp == 0) {
     tmem_alloc((uint32_t*)(smem + 196808), 128);
     tmem_relinquish();
   }
   __syncthreads();
-
   tcgen05_fence_after();
   const u32 tmem_base = *(volatile u32*)(smem + 196808);
   if (warp >= 0 && warp < 4) {
     if (warp >= 0 && warp < 1) {  // role 0: 1 warp, setmaxnreg 24
-
       const bool leader = elect_one();  // issues the role's single-thread work and arrivals
       for (int k = 0; k < trips + 0; ++k) {
         {  // loadA (stage 0, offset 0)
           const int i = k - 0;
           if (i >= 0 && i < trips) {
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 196656) + q % 6, ((u32)(q / 6) & 1u) ^ 1u); } }  // loadA.empty
-
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) { mbar_arrive_expect_tx((u64*)(smem + 196608) + q % 6, 16384); tma_load_2d(smem + 0 + (q % 6) * 16384, &tmap_A, (u64*)(smem + 196608) + q % 6, i * 64, m0); } } }  // loadA.full
           }
         }
@@ -332,15 +327,12 @@ extern "C" __global__ void __launch_bounds__(128, 1) gemm_b200(const __grid_cons
           const int i = k - 0;
           if (i >= 0 && i < trips) {
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 196752) + q % 6, ((u32)(q / 6) & 1u) ^ 1u); } }  // loadB.empty
-
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) { mbar_arrive_expect_tx((u64*)(smem + 196704) + q % 6, 16384); tma_load_2d(smem + 98304 + (q % 6) * 16384, &tmap_B, (u64*)(smem + 196704) + q % 6, i * 64, n0); } } }  // loadB.full
           }
         }
       }
-
     }
     if (warp >= 1 && warp < 2) {  // role 1: 1 warp, setmaxnreg 24
-
       const bool leader = elect_one();  // issues the role's single-thread work and arrivals
       for (int k = 2; k < trips + 2; ++k) {
         {  // mma (stage 2, offset 166)
@@ -348,7 +340,6 @@ extern "C" __global__ void __launch_bounds__(128, 1) gemm_b200(const __grid_cons
           if (i >= 0 && i < trips) {
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 196608) + q % 6, ((u32)(q / 6) & 1u)); } }  // loadA.full
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 196704) + q % 6, ((u32)(q / 6) & 1u)); } }  // loadB.full
-
             if (leader) {
               tcgen05_fence_after();
               const unsigned char* a_tile = (smem + 0 + ((i - 0) % 6) * 16384);
@@ -358,17 +349,14 @@ extern "C" __global__ void __launch_bounds__(128, 1) gemm_b200(const __grid_cons
                 umma_f16(tmem_base + 0, umma_desc_k(a_tile + 0, ks), umma_desc_k(b_tile, ks), umma_idesc_f16(128, 128, true), (i > 0 || ks > 0) ? 1 : 0);
             }
             __syncwarp();
-
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) umma_commit((u64*)(smem + 196656) + q % 6);  /* arrives when mma's MMAs complete */ } }  // loadA.empty
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) umma_commit((u64*)(smem + 196752) + q % 6);  /* arrives when mma's MMAs complete */ } }  // loadB.empty
           }
         }
       }
-
       if (leader && trips > 0) umma_commit((u64*)(smem + 196800));  // the epilogue's accumulators
     }
   }
-
   __syncthreads();
   if (warp < 4) {  // warp w reads tensor-memory lanes 32 w .. 32 w + 31 (PTX ISA, "tcgen05.ld": lane access by warp)
     if (trips > 0) {

@@ -256,7 +256,6 @@ __device__ __forceinline__ void wgmma_m64n128k16_f32_bf16_ss(float (&d)[64], u64
 }
 
 extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_constant__ CUtensorMap tmap_A, const __grid_constant__ CUtensorMap tmap_B, float* __restrict__ C, int M, int N, int K) {
-
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = (unsigned char*)(((unsigned long long)smem_raw + 1023) & ~1023ull);
   const int warp = __shfl_sync(0xffffffffu, (int)threadIdx.x / 32, 0);
@@ -279,20 +278,16 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
     }
     fence_mbar_init();
   }
-
   __syncthreads();
-
   if (warp >= 0 && warp < 4) {
     setmaxnreg_dec<24>();
     if (warp >= 0 && warp < 1) {  // role 0: 1 warp, setmaxnreg 24
-
       const bool leader = elect_one();  // issues the role's single-thread work and arrivals
       for (int k = 0; k < trips + 0; ++k) {
         {  // loadB (stage 0, offset 0)
           const int i = k - 0;
           if (i >= 0 && i < trips) {
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 131168) + q % 4, ((u32)(q / 4) & 1u) ^ 1u); } }  // loadB.empty
-
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) { mbar_arrive_expect_tx((u64*)(smem + 131136) + q % 4, 16384); tma_load_2d(smem + 65536 + (q % 4) * 16384, &tmap_B, (u64*)(smem + 131136) + q % 4, i * 64, n0); } } }  // loadB.full
           }
         }
@@ -300,18 +295,15 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
           const int i = k - 0;
           if (i >= 0 && i < trips) {
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 131104) + q % 4, ((u32)(q / 4) & 1u) ^ 1u); } }  // loadA.empty
-
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) { mbar_arrive_expect_tx((u64*)(smem + 131072) + q % 4, 16384); tma_load_2d(smem + 0 + (q % 4) * 16384, &tmap_A, (u64*)(smem + 131072) + q % 4, i * 64, m0); } } }  // loadA.full
           }
         }
       }
-
     }
   }
   if (warp >= 4 && warp < 8) {
     setmaxnreg_inc<256>();
     if (warp >= 4 && warp < 8) {  // role 1: 4 warps, setmaxnreg 256
-
       const bool leader = warp == 4 && elect_one();  // issues the role's single-thread work and arrivals
       float acc_mma_0[1][64];
       for (int r = 0; r < 1; ++r)
@@ -325,7 +317,6 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
           if (i >= 0 && i < trips) {
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 131072) + q % 4, ((u32)(q / 4) & 1u)); } }  // loadA.full
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 131136) + q % 4, ((u32)(q / 4) & 1u)); } }  // loadB.full
-
             {
               const unsigned char* a_tile = (smem + 0 + ((i - 0) % 4) * 16384);
               const unsigned char* b_tile = (smem + 65536 + ((i - 0) % 4) * 16384);
@@ -343,7 +334,6 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
           if (i >= 0 && i < trips) {
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 131072) + q % 4, ((u32)(q / 4) & 1u)); } }  // loadA.full
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 131136) + q % 4, ((u32)(q / 4) & 1u)); } }  // loadB.full
-
             {
               const unsigned char* a_tile = (smem + 0 + ((i - 0) % 4) * 16384);
               const unsigned char* b_tile = (smem + 65536 + ((i - 0) % 4) * 16384);
@@ -361,7 +351,6 @@ wgmma_wait<0>();  // the signals below are at mma.1's completion
           }
         }
       }
-
       wgmma_wait<0>();
       wgmma_fence_acc(acc_mma_0[0]);
       store_acc_m64n<128>(acc_mma_0[0], C, N, m0 + 0, n0, M, N);

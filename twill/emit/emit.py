@@ -35,11 +35,14 @@ def source_name(kernel: Kernel) -> str:
 def render_source(kernel: Kernel) -> str:
     """The kernel's C++ source; device targets inline their PTX primitives so the file stands alone."""
     env = environment()
-    text = env.get_template("kernel.j2").render(k=kernel, target_template=f"{kernel.target}.j2")
+    lines = [line.rstrip() for line in
+             env.get_template("kernel.j2").render(k=kernel, target_template=f"{kernel.target}.j2").splitlines()]
+    # the macros' own line breaks leave blank lines inside function bodies: drop those
+    text = "\n".join(line for line, after in zip(lines, lines[1:] + [""]) if line or not after.startswith(" ")) + "\n"
     if kernel.target != "host":
         runtime = "\n".join((TEMPLATES / name).read_text() for name in RUNTIME[kernel.target])
         text = text.replace("// @primitives\n", runtime + "\n", 1)
-    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+    return text
 
 
 def wgmma_wrapper(n: int, dtype: str) -> str:
