@@ -21,7 +21,7 @@ from twill.sim.semantics import split_name
 TARGETS = ("sm90a", "sm100a", "host")
 ARCH = {"sm90a": "sm_90a", "sm100a": "sm_100a"}
 DEFAULT_TARGET = {"sm90": "sm90a", "sm100": "sm100a"}   # the machine's ``arch`` constant
-BODIES = {"sm90a": ("tma_load", "mma"), "sm100a": ("tma_load", "mma"), "host": ("tma_load", "mma")}
+BODIES = {target: ("tma_load", "mma") for target in TARGETS}   # op kinds each target has a body for
 SLOT_ALIGN = 1024          # a 128-byte-swizzled TMA box repeats every 8 rows of 128 bytes (PTX ISA, "Tensor copy: swizzling modes")
 BASE_SLACK = 1024          # the dynamic shared-memory base is rounded up to SLOT_ALIGN at run time
 TMEM_MIN_COLUMNS = 32      # tcgen05.alloc takes a power of two >= 32 columns (PTX ISA, "tcgen05.alloc")
@@ -215,40 +215,47 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
     if instance.params.get("dtype") not in family.dtypes:
         raise EmitError(f"dtype {instance.params.get('dtype')!r} has no op bodies yet (emitted: "
                         f"{', '.join(family.dtypes)})", field="--set dtype")
-    spec_ops = {op.name: op for op in instance.spec.ops}
-    for op in loop.ops:
-        kind = spec_ops[split_name(op.name)[0] if op.name not in spec_ops else op.name].kind
+    ops = {op.name: _spec_op(instance, parts, op.name) for op in loop.ops}
+    for op_name, (kind, _, _, _) in ops.items():
         if kind not in BODIES[target]:
-            raise EmitError(f"op {op.name!r}: kind {kind!r} has no op body for target {target}", field="ops")
-    _check_shapes(instance, program, target, spec_ops)
+            raise EmitError(f"op {op_name!r}: kind {kind!r} has no op body for target {target}", field="ops")
+    _check_shapes(instance, program, target, ops)
     for ch in program.channels:
         if ch.memory == "smem" and loop.ops[ch.producer].registers:
             raise EmitError(f"channel {ch.name!r}: register values staged through shared memory are not emitted "
                             "yet", field="ops")
-    return _Layout(instance, program, target, name, family, spec_ops).kernel()
+    return _Layout(instance, program, target, name, family, ops).kernel()
 
 
-def _check_shapes(instance: Instance, program: Program, target: str, spec_ops: dict) -> None:
+def _spec_op(instance: Instance, parts: dict[str, int], name: str) -> tuple[str, dict[str, Any], str, int | None]:
+    """(kind, arguments, base name, part) of loop op ``name``: part p of a sub-tiled op ``base.p`` has
+    the split argument divided by the number of parts; arguments the spec omits take the kind's default."""
+    spec_ops = {op.name: op for op in instance.spec.ops}
+    base, part = (name, None) if name in spec_ops else split_name(name)
+    op = spec_ops[base]
+    args = {**instance.machine.kinds[op.kind].args, **op.args}
+    if part is not None and isinstance(op.subtile, str):
+        args[op.subtile] //= parts[base]
+    return op.kind, args, base, part
+
+
+def _check_shapes(instance: Instance, program: Program, target: str, ops: dict) -> None:
     """What the op bodies can issue: 128-byte K rows (one swizzle atom), wgmma's m64nNk16 shapes with
     N in {64, 128, 256}, tcgen05's M = 128 accumulator in tensor memory, no local waits on sm100a."""
-    params, loop = instance.params, program.loop
+    params = instance.params
     row_bytes = params["block_k"] * ELEMENT_BYTES[params["dtype"]]
     if row_bytes != 128:
         raise EmitError(f"block_k = {params['block_k']} gives {row_bytes}-byte rows; the 128-byte swizzle the op "
                         f"bodies use needs 128 (block_k = {128 // ELEMENT_BYTES[params['dtype']]})", field="--set block_k")
-    parts = _part_counts(program)
-    for v, op in enumerate(loop.ops):
-        base, part = split_name(op.name)
-        spec_op = spec_ops.get(op.name) or spec_ops[base]
-        if spec_op.kind != "mma":
+    for name, (kind, args, _, _) in ops.items():
+        if kind != "mma":
             continue
-        m = spec_op.args["m"] // (parts[base] if part is not None and spec_op.subtile == "m" else 1)
-        n = spec_op.args["n"]
+        m, n = args["m"], args["n"]
         if target == "sm90a" and (m % 64 or n not in (64, 128, 256)):
-            raise EmitError(f"op {op.name!r}: wgmma needs m a multiple of 64 and n in 64, 128, 256 (got m={m}, "
+            raise EmitError(f"op {name!r}: wgmma needs m a multiple of 64 and n in 64, 128, 256 (got m={m}, "
                             f"n={n})", field="ops")
         if target == "sm100a" and (m != 128 or n % 32 or not 32 <= n <= 256):
-            raise EmitError(f"op {op.name!r}: the tcgen05 body issues M = 128 and n a multiple of 32 up to 256 "
+            raise EmitError(f"op {name!r}: the tcgen05 body issues M = 128 and n a multiple of 32 up to 256 "
                             f"(got m={m}, n={n})", field="ops")
     if target == "sm100a":
         for role in program.roles:
@@ -267,10 +274,9 @@ def _part_counts(program: Program) -> dict[str, int]:
 
 
 class _Layout:
-    def __init__(self, instance: Instance, program: Program, target: str, name: str, family: Any,
-                 spec_ops: dict):
+    def __init__(self, instance: Instance, program: Program, target: str, name: str, family: Any, ops: dict):
         self.instance, self.program, self.target, self.name = instance, program, target, name
-        self.family, self.spec_ops = family, spec_ops
+        self.family, self.ops = family, ops
         self.loop = program.loop
         self.buffers: list[Buffer] = []
         self.offset = 0
@@ -282,10 +288,6 @@ class _Layout:
         self.buffers.append(Buffer(name, self.offset, size, kind, arrivals))
         self.offset += size
         return self.buffers[-1].offset
-
-    def _spec_op(self, name: str):
-        base, part = split_name(name)
-        return (self.spec_ops[name], None) if name in self.spec_ops else (self.spec_ops[base], part)
 
     def kernel(self) -> Kernel:
         program, loop = self.program, self.loop
@@ -344,18 +346,14 @@ class _Layout:
 
     def _step(self, step: Step, rings: list[Ring], data: dict, tmem_column: dict) -> StepContext:
         loop, program = self.loop, self.program
-        spec_op, part = self._spec_op(step.name)
-        base = split_name(step.name)[0] if step.name not in self.spec_ops else step.name
-        args = dict(spec_op.args)
-        if part is not None and isinstance(spec_op.subtile, str):
-            args[spec_op.subtile] //= self.program_parts(base)
+        kind, args, base, part = self.ops[step.name]
         waits = [Item(rings[w.channel], w.barrier, w.distance) for w in step.waits]
         signals = [Item(rings[s.channel], s.barrier, s.distance, self._how(step, s, rings)) for s in step.signals]
-        ctx = StepContext(step, spec_op.kind, args, base, part, waits,
+        ctx = StepContext(step, kind, args, base, part, waits,
                           [(loop.ops[w.op].name, w.distance) for w in step.local_waits], signals)
-        if spec_op.kind == "tma_load":
+        if kind == "tma_load":
             ctx.binding = self.family.load(base)
-        elif spec_op.kind == "mma":
+        elif kind == "mma":
             ctx.binding = self.family.mma(base, part)
             for e in loop.edges:
                 if e.dst == step.op and e.src != step.op:
@@ -370,9 +368,6 @@ class _Layout:
             else:
                 ctx.accumulator = "acc_" + step.name.replace(".", "_")
         return ctx
-
-    def program_parts(self, base: str) -> int:
-        return _part_counts(self.program)[base]
 
     def _how(self, step: Step, signal: Signal, rings: list[Ring]) -> str:
         """How a signal is delivered: a TMA's bytes complete its full barrier (``tx``); an asynchronous
@@ -433,6 +428,3 @@ def default_target(instance: Instance) -> str:
                         f"({', '.join(TARGETS)})", field="--target")
     return target
 
-
-def element_bytes(dtype: str) -> int:
-    return ELEMENT_BYTES[dtype]
