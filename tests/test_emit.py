@@ -18,13 +18,14 @@ from twill.emit.driver import emit_kernel, kernel_name
 from twill.emit.emit import emitted_files, source_name, write_directory
 from twill.emit.kernel import build_kernel
 from twill.emit.lower import lower
-from twill.emit.program import Channel, Program
+from twill.emit.program import Program
 from twill.model.hand_schedule import load_hand_schedule
 from twill.model.loader import load_instance
 from twill.review import review
 from twill.solver.backend import Settings
 from twill.solver.backends import make_backend
 from twill.solver.search import search
+from mutations import flipped, one_slot_short, with_channel, without_wait
 
 ROOT = Path(__file__).resolve().parents[1]
 GEMM = ROOT / "specs/kernels/gemm.yaml"
@@ -75,32 +76,6 @@ def test_freshly_solved_schedule_emits_and_checks(machine, tmp_path):
 def h100():
     instance, schedule, _ = saved("h100")
     return instance, lower(instance.loop, schedule)
-
-
-def with_channel(program: Program, name: str, make) -> Program:
-    return dataclasses.replace(program, channels=tuple(make(ch) if ch.name == name else ch for ch in program.channels))
-
-
-def flipped(kind: str):
-    class Flipped(Channel):
-        def parity(self, barrier, item):
-            return super().parity(barrier, item) ^ (barrier == kind)
-    return lambda ch: Flipped(**{f.name: getattr(ch, f.name) for f in dataclasses.fields(ch)})
-
-
-def one_slot_short(ch: Channel) -> Channel:
-    class Short(Channel):
-        def slot(self, item):
-            return item % (self.depth - 1)
-    return Short(**{f.name: getattr(ch, f.name) for f in dataclasses.fields(ch)})
-
-
-def without_wait(program: Program, step_name: str, channel: str) -> Program:
-    ch = next(c for c in program.channels if c.name == channel)
-    roles = tuple(dataclasses.replace(role, steps=tuple(
-        dataclasses.replace(s, waits=tuple(w for w in s.waits if w.channel != ch.id)) if s.name == step_name else s
-        for s in role.steps)) for role in program.roles)
-    return dataclasses.replace(program, roles=roles)
 
 
 def failed(runs) -> list[str]:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from twill.cli import app
 from twill.emit.lower import lower
-from twill.emit.program import Channel, Program
+from twill.emit.program import Program
 from twill.model.hand_schedule import load_hand_schedule, read_header
 from twill.model.loader import load_spec
 from twill.model.loop import Op, Reservation
@@ -21,6 +21,7 @@ from twill.sim.barriers import Barrier
 from twill.sim.engine import simulate
 from twill.sim.trace import timetable
 from twill.sim.units import Units
+from mutations import flipped, with_channel, without_wait
 
 ROOT = Path(__file__).resolve().parent.parent
 FA_FWD = ROOT / "specs" / "kernels" / "fa-fwd.yaml"
@@ -133,18 +134,6 @@ def test_units_book_within_capacity():
 
 # --- broken programs ----------------------------------------------------------------------------
 
-def with_channel(program: Program, name: str, make) -> Program:
-    channels = tuple(make(ch) if ch.name == name else ch for ch in program.channels)
-    return dataclasses.replace(program, channels=channels)
-
-
-def flipped(kind: str):
-    class Flipped(Channel):
-        def parity(self, barrier, item):
-            return super().parity(barrier, item) ^ (barrier == kind)
-    return lambda ch: Flipped(**{f.name: getattr(ch, f.name) for f in dataclasses.fields(ch)})
-
-
 def test_wrong_full_parity_passes_early_and_is_read_before_arrival(fa3):
     r = simulate(with_channel(fa3, "loadK", flipped("full")), 8)
     assert "read-before-arrival" in kinds(r)
@@ -157,14 +146,6 @@ def test_wrong_empty_parity_deadlocks_the_producer(fa3):
     stuck = [f for f in r.findings if f.kind == "deadlock"]
     assert stuck and any("loadV.empty barrier (slot 0, parity 0, item 0)" in f.message for f in stuck)
     assert {f.role for f in stuck} == {0, 1, 2}
-
-
-def without_wait(program: Program, step_name: str, channel: str) -> Program:
-    ch = next(c for c in program.channels if c.name == channel)
-    roles = tuple(dataclasses.replace(role, steps=tuple(
-        dataclasses.replace(s, waits=tuple(w for w in s.waits if w.channel != ch.id)) if s.name == step_name else s
-        for s in role.steps)) for role in program.roles)
-    return dataclasses.replace(program, roles=roles)
 
 
 def test_a_missing_full_wait_is_read_before_arrival(fa3):
