@@ -208,3 +208,25 @@ def test_emit_refuses_a_spec_without_a_family_and_an_unwritable_directory(tmp_pa
     result = CliRunner().invoke(app, ["emit", str(GEMM), str(ROOT / "kernels/gemm-h100.schedule.yaml"), "-o",
                                       str(tmp_path / "file")])
     assert result.exit_code == 2 and result.stderr.endswith("-o: exists and is not a directory\n")
+
+
+# --- sm90a: completion signals delivered at the next commit --------------------------------------
+
+def deferred_steps(instance, program: Program) -> list[str]:
+    kernel = build_kernel(instance, program, "sm90a", kernel_name(instance))
+    return [sc.step.name for rc in kernel.roles for sc in rc.steps if sc.deferred]
+
+
+def test_gemm_releases_wait_for_the_next_wgmma_not_for_an_idle_tensor_core(h100):
+    instance, program = h100
+    assert deferred_steps(instance, program) == ["mma.1"]
+    source = emitted_files(build_kernel(instance, program, "sm90a", "gemm_h100"), {})["gemm_h100.cu"]
+    assert "wgmma_wait<1>();  // mma.1 of that iteration has completed" in source
+
+
+@pytest.mark.parametrize("depth, deferred", [(1, []), (2, ["mma.1"])])
+def test_a_release_is_held_only_where_the_producer_never_needs_it_first(h100, depth, deferred):
+    """With one slot, loadA of the next k-block needs the release mma.1 would hold: delivered at once."""
+    instance, program = h100
+    assert deferred_steps(instance, with_channel(program, "loadA", lambda ch: dataclasses.replace(ch, depth=depth))) \
+        == deferred

@@ -305,6 +305,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
     setmaxnreg_inc<256>();
     if (warp >= 4 && warp < 8) {  // role 1: 4 warps, setmaxnreg 256
       const bool leader = warp == 4 && elect_one();  // issues the role's single-thread work and arrivals
+      int pending_3 = -1;  // mma.1's iteration whose completion signals wait for the next commit
       float acc_mma_0[1][64];
       for (int r = 0; r < 1; ++r)
         for (int j = 0; j < 64; ++j) acc_mma_0[r][j] = 0.0f;
@@ -327,6 +328,14 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
               }
               wgmma_commit();
             }
+            if (pending_3 >= 0) {
+              wgmma_wait<1>();  // mma.1 of that iteration has completed
+              named_bar_sync(2, 128);  // every warp of the role is done
+              const int i = pending_3;
+              { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131104) + q % 4); } }  // loadA.empty
+              { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131168) + q % 4); } }  // loadB.empty
+              pending_3 = -1;
+            }
           }
         }
         {  // mma.1 (stage 1, offset 422)
@@ -344,12 +353,25 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
               }
               wgmma_commit();
             }
-wgmma_wait<0>();  // the signals below are at mma.1's completion
-            named_bar_sync(2, 128);  // every warp of the role is done
-            { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131104) + q % 4); } }  // loadA.empty
-            { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131168) + q % 4); } }  // loadB.empty
+            if (pending_3 >= 0) {
+              wgmma_wait<1>();  // mma.1 of that iteration has completed
+              named_bar_sync(2, 128);  // every warp of the role is done
+              const int i = pending_3;
+              { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131104) + q % 4); } }  // loadA.empty
+              { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131168) + q % 4); } }  // loadB.empty
+              pending_3 = -1;
+            }
+            pending_3 = i;  // delivered after the role's next wgmma commit (docs/emit.md)
           }
         }
+      }
+      if (pending_3 >= 0) {
+        wgmma_wait<0>();  // mma.1 of that iteration has completed
+        named_bar_sync(2, 128);  // every warp of the role is done
+        const int i = pending_3;
+        { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131104) + q % 4); } }  // loadA.empty
+        { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131168) + q % 4); } }  // loadB.empty
+        pending_3 = -1;
       }
       wgmma_wait<0>();
       wgmma_fence_acc(acc_mma_0[0]);

@@ -38,7 +38,9 @@ def render_source(kernel: Kernel) -> str:
     lines = [line.rstrip() for line in
              env.get_template("kernel.j2").render(k=kernel, target_template=f"{kernel.target}.j2").splitlines()]
     # the macros' own line breaks leave blank lines inside function bodies: drop those
-    text = "\n".join(line for line, after in zip(lines, lines[1:] + [""]) if line or not after.startswith(" ")) + "\n"
+    kept = [line for n, line in enumerate(lines)
+            if line or not next((later for later in lines[n + 1:] if later), "").startswith(" ")]
+    text = "\n".join(line for n, line in enumerate(kept) if line or n == 0 or kept[n - 1]) + "\n"
     if kernel.target != "host":
         runtime = "\n".join((TEMPLATES / name).read_text() for name in RUNTIME[kernel.target])
         text = text.replace("// @primitives\n", runtime + "\n", 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from twill.emit.defer import deferrable
 from twill.emit.families import ELEMENT_BYTES, FAMILIES
 from twill.emit.program import Channel, Program, RoleProgram, Signal, Step, Wait
 from twill.errors import SpecError
@@ -135,7 +136,7 @@ class StepContext:
     operands: dict[str, Operand] = field(default_factory=dict)
     tmem_column: int | None = None       # tcgen05 accumulator column
     accumulator: str | None = None       # C identifier of a register accumulator
-    last_of_role: bool = False           # the role's last step: it signals the epilogue (sm100a)
+    deferred: bool = False               # sm90a: its completion signals wait for the role's next commit
 
 
 @dataclass
@@ -145,6 +146,10 @@ class RoleContext:
     steps: list[StepContext]
     accumulators: list[StepContext]       # register accumulators this role holds (stored by its epilogue)
     sync_barrier: int = 0                 # named barrier that syncs the role's warps (0 is __syncthreads)
+
+    @property
+    def deferred(self) -> list[StepContext]:
+        return [sc for sc in self.steps if sc.deferred]
 
     @property
     def warps(self) -> tuple[int, int]:
@@ -315,6 +320,7 @@ class _Layout:
         if tmem_column:
             acc_barrier = self._take("accumulators.full", 8, "mbarrier", 8, 1)
             tmem_address = self._take("tmem_address", 4, "tmem_address", 4)
+        self.rings = rings
         steps = {s.op: self._step(s, rings, data, tmem_column) for r in program.roles for s in r.steps}
         groups = self._warpgroups(steps)
         tmem_outputs = [steps[v] for v in tmem_column if loop.ops[v].accumulator]
@@ -405,8 +411,13 @@ class _Layout:
 
     def _role(self, role: RoleProgram, first_warp: int, steps: dict[int, StepContext]) -> RoleContext:
         contexts = [steps[s.op] for s in role.steps]
-        if contexts:
-            contexts[-1].last_of_role = True
+        if self.target == "sm90a":
+            commits = {sc.step.op for sc in contexts if sc.kind == "mma"}
+            held = {sc.step.op: [(item.ring.channel.id, item.distance) for item in sc.signals if item.how == "complete"]
+                    for sc in contexts}
+            slots = {ring.channel.id: ring.slots for ring in self.rings}
+            for op in deferrable(self.program, role, commits, held, slots):
+                steps[op].deferred = True
         accumulators = [c for c in contexts if c.accumulator and self.loop.ops[c.step.op].accumulator]
         return RoleContext(role, first_warp, contexts, accumulators)
 
