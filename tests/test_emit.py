@@ -230,3 +230,18 @@ def test_a_release_is_held_only_where_the_producer_never_needs_it_first(h100, de
     instance, program = h100
     assert deferred_steps(instance, with_channel(program, "loadA", lambda ch: dataclasses.replace(ch, depth=depth))) \
         == deferred
+
+
+def test_the_twin_holds_releases_as_sm90a_does_and_would_deadlock_on_an_unsafe_hold(h100, tmp_path, monkeypatch):
+    instance, program = h100
+    one_slot = with_channel(program, "loadA", lambda ch: dataclasses.replace(ch, depth=1))
+    assert all(run.ok for run in twin_runs(instance, one_slot, tmp_path / "safe", [3], sanitize=False))
+    two_slots = with_channel(program, "loadA", lambda ch: dataclasses.replace(ch, depth=2))
+    assert all(run.ok for run in twin_runs(instance, two_slots, tmp_path / "held", [0, 1, 2, 9], delay_seed=4))
+    import twill.emit.kernel as kernel_module
+
+    monkeypatch.setattr(host, "DEADLOCK_SECONDS", 1.0)
+    monkeypatch.setattr(kernel_module, "deferrable", lambda program, role, commits, held, slots:
+                        {op for op, signals in held.items() if signals})
+    runs = twin_runs(instance, one_slot, tmp_path / "unsafe", [3], sanitize=False)
+    assert failed(runs) and failed(runs)[0].startswith("deadlock: role "), failed(runs)

@@ -328,8 +328,8 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
               }
               wgmma_commit();
             }
-            if (pending_3 >= 0) {
-              wgmma_wait<1>();  // mma.1 of that iteration has completed
+            if (pending_3 >= 0) {  // mma.1's held signals
+              wgmma_wait<1>();  // that iteration's wgmma groups have completed
               named_bar_sync(2, 128);  // every warp of the role is done
               const int i = pending_3;
               { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131104) + q % 4); } }  // loadA.empty
@@ -353,8 +353,8 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
               }
               wgmma_commit();
             }
-            if (pending_3 >= 0) {
-              wgmma_wait<1>();  // mma.1 of that iteration has completed
+            if (pending_3 >= 0) {  // mma.1's held signals
+              wgmma_wait<1>();  // that iteration's wgmma groups have completed
               named_bar_sync(2, 128);  // every warp of the role is done
               const int i = pending_3;
               { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131104) + q % 4); } }  // loadA.empty
@@ -365,8 +365,8 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
           }
         }
       }
-      if (pending_3 >= 0) {
-        wgmma_wait<0>();  // mma.1 of that iteration has completed
+      if (pending_3 >= 0) {  // mma.1's held signals
+        wgmma_wait<0>();  // that iteration's wgmma groups have completed
         named_bar_sync(2, 128);  // every warp of the role is done
         const int i = pending_3;
         { const int q = i - 0; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 131104) + q % 4); } }  // loadA.empty

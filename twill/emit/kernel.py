@@ -283,6 +283,8 @@ class _Layout:
         self.instance, self.program, self.target, self.name = instance, program, target, name
         self.family, self.ops = family, ops
         self.loop = program.loop
+        self.twin_of = DEFAULT_TARGET.get(instance.machine.constants["arch"].value) if "arch" in instance.machine.constants \
+            else None   # the device target whose release timing the host twin mirrors
         self.buffers: list[Buffer] = []
         self.offset = 0
         self.tmem_next = 0
@@ -411,7 +413,7 @@ class _Layout:
 
     def _role(self, role: RoleProgram, first_warp: int, steps: dict[int, StepContext]) -> RoleContext:
         contexts = [steps[s.op] for s in role.steps]
-        if self.target == "sm90a":
+        if "sm90a" in (self.target, self.twin_of):
             commits = {sc.step.op for sc in contexts if sc.kind == "mma"}
             held = {sc.step.op: [(item.ring.channel.id, item.distance) for item in sc.signals if item.how == "complete"]
                     for sc in contexts}
