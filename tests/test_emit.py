@@ -221,7 +221,7 @@ def test_gemm_releases_wait_for_the_next_wgmma_not_for_an_idle_tensor_core(h100)
     instance, program = h100
     assert deferred_steps(instance, program) == ["mma.1"]
     source = emitted_files(build_kernel(instance, program, "sm90a", "gemm_h100"), {})["gemm_h100.cu"]
-    assert "wgmma_wait<1>();  // mma.1 of that iteration has completed" in source
+    assert "wgmma_wait<1>();  // that iteration's wgmma groups have completed" in source
 
 
 @pytest.mark.parametrize("depth, deferred", [(1, []), (2, ["mma.1"])])
