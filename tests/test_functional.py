@@ -114,27 +114,27 @@ def test_a_channel_one_slot_short_is_caught(program):
 
 
 def test_a_register_ring_one_slot_short_reads_the_next_iteration(fa3):
-    qk = op_index(fa3, "qk.1")
+    qk = op_index(fa3, "qk.0")
     assert fa3.values[qk].depth == 2
     values = list(fa3.values)
     values[qk] = dataclasses.replace(values[qk], depth=1)
     broken = dataclasses.replace(fa3, values=tuple(values))
     mismatch = symbolic(timetable(broken, 5))
-    assert (mismatch.op, mismatch.iteration, mismatch.source, mismatch.item) == ("exp.1", 0, "qk.1", 0)
-    assert (mismatch.ring, mismatch.slot, mismatch.got, mismatch.in_flight) == ("value qk.1", 0, ("qk.1", 1), True)
-    assert "exp.1(0) at its issue needs qk.1(0)" in mismatch.text()
+    assert (mismatch.op, mismatch.iteration, mismatch.source, mismatch.item) == ("convert.0", 0, "qk.0", 0)
+    assert (mismatch.ring, mismatch.slot, mismatch.got, mismatch.in_flight) == ("value qk.0", 0, ("qk.0", 1), True)
+    assert "convert.0(0) at its issue needs qk.0(0)" in mismatch.text()
     report = check_functional(timetable(broken, 5))
-    assert not report.passed and report.text().startswith("functional fa-fwd: FAILED at 5 trips: exp.1(0)")
+    assert not report.passed and report.text().startswith("functional fa-fwd: FAILED at 5 trips: convert.0(0)")
 
 
 def test_a_read_before_the_result_lands_is_caught_and_reads_stale_data(fa3):
     qk, exp = op_index(fa3, "qk.0"), op_index(fa3, "exp.0")
     s = fa3.schedule
     slack = s.starts[exp] - s.starts[qk] - fa3.loop.ops[qk].duration
-    early = shifted(timetable(fa3, 4), exp, -slack - 1, range(1, 4))
+    early = shifted(timetable(fa3, 4), exp, -slack - 1, range(2, 4))  # slot 0 still holds qk.0(0)
     mismatch = symbolic(early)
     assert (mismatch.op, mismatch.iteration, mismatch.at, mismatch.source, mismatch.got, mismatch.in_flight) == (
-        "exp.0", 1, "issue", "qk.0", ("qk.0", 1), True)
+        "exp.0", 2, "issue", "qk.0", ("qk.0", 2), True)
     semantics = semantics_for(fa3.loop)
     inputs = semantics.inputs(4, np.random.default_rng(0))
     assert np.abs(execute(early, semantics, inputs)["O"] - semantics.reference(inputs, 4)["O"]).max() > 1e-2

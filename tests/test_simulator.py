@@ -161,12 +161,12 @@ def test_a_missing_empty_wait_overwrites_a_slot(fa3):
 
 
 def test_a_register_ring_one_slot_short_is_overwritten(fa3):
-    qk1 = next(v for v, op in enumerate(fa3.loop.ops) if op.name == "qk.1")
-    assert fa3.values[qk1].depth == 2
-    values = tuple(dataclasses.replace(v, depth=1) if v.op == qk1 else v for v in fa3.values)
+    qk0 = next(v for v, op in enumerate(fa3.loop.ops) if op.name == "qk.0")
+    assert fa3.values[qk0].depth == 2
+    values = tuple(dataclasses.replace(v, depth=1) if v.op == qk0 else v for v in fa3.values)
     r = simulate(dataclasses.replace(fa3, values=values), 8)
     assert "overwrite" in kinds(r)
-    assert {fa3.loop.ops[f.op].name for f in r.findings} == {"qk.1"}
+    assert {fa3.loop.ops[f.op].name for f in r.findings} == {"qk.0"}
 
 
 def test_a_channel_one_slot_short_holds_the_producer_back(fa3):

@@ -5,6 +5,7 @@ and the report; the rules are stated in docs/joint-model.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -76,9 +77,13 @@ def released_after_issue(loop: Loop, edge: Dependence, cross) -> int:
 
 def lifetime_edges(loop: Loop, op: int) -> list[Dependence]:
     """The out-edges whose consumers keep the op's value live: all but an accumulator's own self edge
-    (its next instance writes the same storage in place)."""
+    (its next instance writes the same storage in place), and those of every op whose result is
+    written over this one's registers (``overwrites``, transitively): P written over S is S's
+    storage, so a reader of P keeps S's registers live."""
     acc = loop.ops[op].accumulator
-    return [e for e in loop.edges if e.src == op and not (acc and e.dst == op)]
+    own = [e for e in loop.edges if e.src == op and not (acc and e.dst == op)]
+    over = [w for w, other in enumerate(loop.ops) if other.overwrites == op]
+    return own + [dataclasses.replace(e, src=op) for w in over for e in lifetime_edges(loop, w) if e.dst != op]
 
 
 def lifetime_terms(loop: Loop, ii, start, op: int, cross) -> list:
