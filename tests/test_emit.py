@@ -203,7 +203,7 @@ def test_emit_refuses_a_spec_without_a_family_and_an_unwritable_directory(tmp_pa
     toy = str(ROOT / "specs/kernels/fig1-toy.yaml")
     result = CliRunner().invoke(app, ["emit", toy, "-m", "h100", "-o", str(tmp_path / "out"), "-t", "20"])
     assert result.exit_code == 2 and result.stderr == f"error: {toy}: name: no kernel family 'fig1-toy' to emit " \
-                                                      "(known: gemm)\n"
+                                                      "(known: gemm, fa-fwd)\n"
     (tmp_path / "file").write_text("")
     result = CliRunner().invoke(app, ["emit", str(GEMM), str(ROOT / "kernels/gemm-h100.schedule.yaml"), "-o",
                                       str(tmp_path / "file")])
@@ -245,3 +245,43 @@ def test_the_twin_holds_releases_as_sm90a_does_and_would_deadlock_on_an_unsafe_h
                         {op for op, signals in held.items() if signals})
     runs = twin_runs(instance, one_slot, tmp_path / "unsafe", [3], sanitize=False)
     assert failed(runs) and failed(runs)[0].startswith("deadlock: role "), failed(runs)
+
+
+# --- FlashAttention forward (host twin) ----------------------------------------------------------
+
+FA_FWD = ROOT / "specs/kernels/fa-fwd.yaml"
+
+
+def test_fa_forward_twin_matches_numpy_on_fa3s_schedule_under_tsan(tmp_path):
+    """FA3's hand schedule (producer warp, one warpgroup per 64-row half): online softmax, register
+    rings, order tokens and the resident Q tile, at every trip count, against NumPy attention."""
+    instance = load_instance(FA_FWD, "h100")
+    hand = review(instance.loop, load_hand_schedule(str(ROOT / "specs/schedules/fa3-h100.yaml"), instance.loop))
+    assert hand.valid
+    result = emit_kernel(instance, hand.schedule, {}, "host", str(tmp_path / "out"), check=True, seed=1)
+    assert result.ok, result.text()
+    assert [run.trips for run in result.runs] == sorted({0, 1, 2, hand.schedule.stages - 1, hand.schedule.stages, 64})
+    assert all(run.max_error < 2e-3 for run in result.runs)   # P rounded to bf16 before PV, as on the device
+
+
+def test_the_twin_catches_p_overwritten_by_the_next_s(tmp_path):
+    """The schedule saved before P's readers kept S's registers live issues QK^T(k) while the row sum
+    of block k-1 still reads P. The rule now gives S two copies there (and the schedule too many
+    registers); with S's ring one copy short, as it was lowered then, block 0 alone is right and
+    from block 1 on the twin computes wrong rows."""
+    import yaml
+
+    from twill.model.schedule import Schedule
+
+    instance = load_instance(FA_FWD, "h100")
+    path = ROOT / "tests/emit/fa-fwd-h100-before-p-over-s.schedule.yaml"
+    assert not review(instance.loop, load_hand_schedule(str(path), instance.loop)).valid
+    data = yaml.safe_load(path.read_text())
+    program = lower(instance.loop, Schedule.from_names(instance.loop, data["ii"], data["starts"], data["roles"]))
+    qk0 = [op.name for op in instance.loop.ops].index("qk.0")
+    assert program.values[qk0].depth == 2
+    as_then = dataclasses.replace(program, values=tuple(
+        dataclasses.replace(v, depth=1) if v.op == qk0 else v for v in program.values))
+    runs = twin_runs(instance, as_then, tmp_path, [1, 2], sanitize=False)
+    assert runs[0].ok and not runs[1].ok and runs[1].message.startswith("max relative error"), runs
+    assert all(run.ok for run in twin_runs(instance, program, tmp_path / "now", [1, 2], sanitize=False))

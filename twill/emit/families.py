@@ -1,24 +1,42 @@
 """What a kernel family's ops mean in memory: its arguments, the tile each load fetches, the operands
-of each MMA and the outputs its epilogue writes (the emitter's counterpart of twill/sim/semantics.py).
+of each MMA, the values kept in registers and the outputs its epilogue writes (the emitter's
+counterpart of twill/sim/semantics.py).
 
 The pipeline program says when and where each op runs; a family says what it touches. Families are
 keyed by the spec's ``name``, like the simulator's semantics; a spec without one cannot be emitted.
+Tiles in shared memory are TMA boxes of 128-byte rows (64 16-bit elements) with the 128-byte
+swizzle; a tile wider than that is ``boxes`` such boxes side by side, each ``rows x 128`` bytes.
 
 * ``gemm``: C[M, N] = A[M, K] B[N, K]^T, A and B 16-bit, K contiguous (TN, as cuBLAS's default for
   ``torch.matmul(A, B.T)``), C fp32 row-major. CTA (x, y) owns rows ``x * block_m`` and columns
   ``y * block_n``; loop iteration i is the k-block ``i * block_k``; trip count K / block_k.
   ``loadA``/``loadB`` fetch the (block_m | block_n) x block_k boxes of A and B; part p of a sub-tiled
   ``mma`` owns rows ``p * block_m / parts`` of the tile; the epilogue stores each part's accumulator.
+* ``fa-fwd`` (one head; S query rows and S keys, d = head_dim): CTA x owns query rows
+  ``x * block_m``; loop iteration i is the KV block ``i * block_n``; trip count S / block_n, or up to
+  the diagonal block when causal. Q is loaded once before the loop (a resident tile); ``loadK`` /
+  ``loadV`` fetch K_i, V_i. The ops are the simulator's (online softmax in base 2, scale
+  c = log2(e) / sqrt(d)); after the loop O / l and the base-2 log-sum-exp c m + log2(l) are stored.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
+BOX_ELEMENTS = 64                      # 16-bit elements in one 128-byte swizzled row
+
+
+class Unsupported(Exception):
+    """A parameter value the family's op bodies cannot emit."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -46,10 +64,14 @@ class Argument:
 
 @dataclass(frozen=True)
 class Load:
-    """A TMA load: ``tensor``'s box at (inner, outer) = (i * block_k, ``origin``)."""
+    """A TMA load of ``boxes`` boxes of ``tensor``: box b at (``inner`` + 64 b, ``outer``), C
+    expressions of the loop iteration ``i``; ``bytes`` in all."""
 
     tensor: str
-    origin: str                         # C expression of the box's first row
+    inner: str
+    outer: str
+    boxes: int
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -69,21 +91,50 @@ class Output:
     row: int
 
 
-class Gemm:
-    name = "gemm"
+def _box(rows: int, dtype: str) -> tuple[int, int]:
+    return BOX_ELEMENTS * 2 // ELEMENT_BYTES[dtype], rows
+
+
+class Family:
+    """The interface the emitter and the host check read (GEMM and FA forward below)."""
+
+    name = ""
+    device = True                       # op bodies exist for sm90a and sm100a (else the host twin only)
+    kinds = ("tma_load", "mma")         # the op kinds its bodies cover
     dtypes = ("bf16", "fp16")
+    tolerance = 1e-5                    # max |twin - reference| / max(1, max |reference|), per 64 k-blocks
+    in_place: dict[str, str] = {}      # op with no storage of its own -> the input whose storage it updates
+    resident: dict[str, Load] = {}     # tiles loaded once before the loop, by the producer role
+    constants: dict[str, int] = {}      # names in argument shapes that are not arguments
+    initial: dict[str, str] = {}        # register value -> C value of every copy before the loop (loop-carried)
 
     def __init__(self, params: dict[str, Any], parts: Callable[[str], int]):
-        self.params = params
+        self.params, self.parts, self.dtype = params, parts, params["dtype"]
+
+    def check(self) -> None:
+        """Raise Unsupported for parameters the op bodies cannot emit."""
+        if self.dtype not in self.dtypes:
+            raise Unsupported("dtype", f"dtype {self.dtype!r} has no op bodies yet (emitted: {', '.join(self.dtypes)})")
+
+    def rows(self, base: str) -> int:
+        """Rows of the tile one part of ``base`` owns."""
+        return self.params["block_m"] // self.parts(base)
+
+    def tolerance_for(self, trips: int) -> float:
+        return self.tolerance
+
+
+class Gemm(Family):
+    name = "gemm"
+
+    def __init__(self, params: dict[str, Any], parts: Callable[[str], int]):
+        super().__init__(params, parts)
         self.block_m, self.block_n, self.block_k = params["block_m"], params["block_n"], params["block_k"]
-        self.dtype = params["dtype"]
-        self.parts = parts
 
     @property
     def arguments(self) -> tuple[Argument, ...]:
-        box_bytes = self.block_k * ELEMENT_BYTES[self.dtype]
-        return (Argument("A", "tensor_map", self.dtype, ("M", "K"), (self.block_k, self.block_m), box_bytes),
-                Argument("B", "tensor_map", self.dtype, ("N", "K"), (self.block_k, self.block_n), box_bytes),
+        return (Argument("A", "tensor_map", self.dtype, ("M", "K"), _box(self.block_m, self.dtype), 128),
+                Argument("B", "tensor_map", self.dtype, ("N", "K"), _box(self.block_n, self.dtype), 128),
                 Argument("C", "output", "fp32", ("M", "N")),
                 Argument("M", "int"), Argument("N", "int"), Argument("K", "int"))
 
@@ -101,26 +152,142 @@ class Gemm:
         return (f"const int trips = {self.trip_count};", f"const int m0 = blockIdx.x * {self.block_m};",
                 f"const int n0 = blockIdx.y * {self.block_n};")
 
+    def check(self) -> None:
+        super().check()
+        row_bytes = self.block_k * ELEMENT_BYTES[self.dtype]
+        if row_bytes != 128:
+            raise Unsupported("block_k", f"block_k = {self.block_k} gives {row_bytes}-byte rows; the 128-byte swizzle "
+                                         f"the op bodies use needs 128 (block_k = {128 // ELEMENT_BYTES[self.dtype]})")
+
     def load(self, base: str) -> Load:
-        return {"loadA": Load("A", "m0"), "loadB": Load("B", "n0")}[base]
+        rows = {"loadA": self.block_m, "loadB": self.block_n}[base]
+        origin = {"loadA": "m0", "loadB": "n0"}[base]
+        return Load(base[-1], f"i * {self.block_k}", origin, 1, rows * self.block_k * ELEMENT_BYTES[self.dtype])
 
     def mma(self, base: str, part: int | None) -> Mma:
-        rows = self.block_m // self.parts(base)
-        return Mma("loadA", "loadB", (part or 0) * rows)
+        return Mma("loadA", "loadB", (part or 0) * self.rows(base))
+
+    def register_elements(self, base: str) -> int:
+        """fp32 elements of one copy of a register value, over the whole role (the host twin's array)."""
+        return self.rows(base) * self.block_n
+
+    def tolerance_for(self, trips: int) -> float:
+        return self.tolerance * max(1, trips)   # fp32 sums of ``trips`` k-blocks in another order
 
     def output(self, base: str, part: int | None) -> Output:
-        return Output("C", (part or 0) * (self.block_m // self.parts(base)))
+        return Output("C", (part or 0) * self.rows(base))
 
-    def inputs(self, rng: np.random.Generator, m: int, n: int, k: int) -> dict[str, np.ndarray]:
+    def twin_sizes(self, trips: int) -> dict[str, int]:
+        return {"M": 2 * self.block_m, "N": self.block_n, "K": trips * self.block_k}
+
+    def inputs(self, rng: np.random.Generator, sizes: dict[str, int]) -> dict[str, np.ndarray]:
         """Random A, B (float32 holding values exactly representable in the 16-bit dtype)."""
+        m, n, k = sizes["M"], sizes["N"], sizes["K"]
         return {"A": round_to(rng.standard_normal((m, k)).astype(np.float32), self.dtype),
                 "B": round_to(rng.standard_normal((n, k)).astype(np.float32), self.dtype)}
 
-    def reference(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def reference(self, inputs: dict[str, np.ndarray], sizes: dict[str, int]) -> dict[str, np.ndarray]:
         return {"C": inputs["A"].astype(np.float64) @ inputs["B"].astype(np.float64).T}
 
 
-FAMILIES = {family.name: family for family in (Gemm,)}
+class FlashForward(Family):
+    name = "fa-fwd"
+    device = False
+    kinds = ("tma_load", "mma", "scale", "rowmax", "exp2", "rowsum", "convert")
+    tolerance = 2e-2                    # P is rounded to 16 bits before PV, as on the device
+    in_place = {"mask": "qk", "rescale": "pv"}
+
+    def __init__(self, params: dict[str, Any], parts: Callable[[str], int]):
+        super().__init__(params, parts)
+        self.block_m, self.block_n, self.head_dim = params["block_m"], params["block_n"], params["head_dim"]
+        self.causal = params["causal"]
+        self.boxes = self.head_dim // BOX_ELEMENTS
+        tile = self.head_dim * ELEMENT_BYTES[self.dtype]
+        self.resident = {"Q": Load("Q", "0", "q0", self.boxes, self.block_m * tile)}
+        self.constants = {"D": self.head_dim}
+        self.initial = {"rowmax": "-INFINITY", "rowsum": "0.0f", "pv": "0.0f"}
+
+    def mma(self, base: str, part: int | None) -> Mma:
+        row = (part or 0) * self.rows(base)
+        return Mma("Q", "loadK", row) if base == "qk" else Mma("convert", "loadV", row)
+
+    def register_elements(self, base: str) -> int:
+        rows = self.rows(base)
+        return {"qk": rows * self.block_n, "convert": rows * self.block_n, "pv": rows * self.head_dim,
+                "rowmax": 2 * rows, "alpha": rows, "rowsum": rows}[base]
+
+    def check(self) -> None:
+        super().check()
+        if self.head_dim % BOX_ELEMENTS:
+            raise Unsupported("head_dim", f"head_dim = {self.head_dim} is not a multiple of {BOX_ELEMENTS} (128-byte "
+                                          "TMA boxes)")
+        if self.params["emulated"]:
+            raise Unsupported("emulated", "the polynomial exp2 (exp_poly) has no op body yet")
+
+    @property
+    def scale(self) -> float:
+        """c: exp2(c x) = exp(x / sqrt(d)), the base-2 softmax scale."""
+        return math.log2(math.e) / math.sqrt(self.head_dim)
+
+    @property
+    def arguments(self) -> tuple[Argument, ...]:
+        box = (BOX_ELEMENTS, self.block_m)
+        kv = (BOX_ELEMENTS, self.block_n)
+        return (Argument("Q", "tensor_map", self.dtype, ("SQ", "D"), box, 128),
+                Argument("K", "tensor_map", self.dtype, ("SK", "D"), kv, 128),
+                Argument("V", "tensor_map", self.dtype, ("SK", "D"), kv, 128),
+                Argument("O", "output", "fp32", ("SQ", "D")),
+                Argument("LSE", "output", "fp32", ("SQ",)),
+                Argument("SQ", "int"), Argument("SK", "int"))
+
+    @property
+    def grid(self) -> tuple[str, str, str]:
+        return f"ceil(SQ / {self.block_m})", "1", "1"
+
+    @property
+    def trip_count(self) -> str:
+        blocks = f"SK / {self.block_n}"
+        return f"min({blocks}, ceil((x + 1) * {self.block_m} / {self.block_n}))" if self.causal else blocks
+
+    @property
+    def prologue(self) -> tuple[str, ...]:
+        bm, bn = self.block_m, self.block_n
+        if self.causal:  # key j is visible to query r when j <= r: the blocks up to the diagonal
+            trips = f"SK / {bn} < ((int)blockIdx.x * {bm} + {bm + bn - 1}) / {bn} ? SK / {bn} " \
+                    f": ((int)blockIdx.x * {bm} + {bm + bn - 1}) / {bn}"
+        else:
+            trips = f"SK / {bn}"
+        return (f"const int q0 = blockIdx.x * {bm};", f"const int trips = {trips};")
+
+    def load(self, base: str) -> Load:
+        tile = self.block_n * self.head_dim * ELEMENT_BYTES[self.dtype]
+        return Load(base[-1], "0", f"i * {self.block_n}", self.boxes, tile)
+
+    def twin_sizes(self, trips: int) -> dict[str, int]:
+        """``trips`` KV blocks; two query tiles (causal: as many query rows as keys, so the CTAs
+        run 1 .. trips blocks)."""
+        keys = trips * self.block_n
+        return {"SQ": keys if self.causal else 2 * self.block_m, "SK": keys}
+
+    def inputs(self, rng: np.random.Generator, sizes: dict[str, int]) -> dict[str, np.ndarray]:
+        def tensor(rows: int) -> np.ndarray:
+            return round_to(rng.standard_normal((rows, self.head_dim)).astype(np.float32), self.dtype)
+        return {"Q": tensor(sizes["SQ"]), "K": tensor(sizes["SK"]), "V": tensor(sizes["SK"])}
+
+    def reference(self, inputs: dict[str, np.ndarray], sizes: dict[str, int]) -> dict[str, np.ndarray]:
+        q, k, v = (inputs[name].astype(np.float64) for name in "QKV")
+        if not len(k):
+            return {"O": np.zeros_like(q), "LSE": np.full(len(q), -np.inf)}
+        s = q @ k.T / math.sqrt(self.head_dim)
+        if self.causal:
+            s = np.where(np.arange(len(k))[None, :] > np.arange(len(q))[:, None], -np.inf, s)
+        top = s.max(axis=1, keepdims=True)
+        p = np.exp(s - top)
+        total = p.sum(axis=1, keepdims=True)
+        return {"O": (p / total) @ v, "LSE": (top[:, 0] + np.log(total[:, 0])) * math.log2(math.e)}
+
+
+FAMILIES = {family.name: family for family in (Gemm, FlashForward)}
 
 
 def round_to(x: np.ndarray, dtype: str) -> np.ndarray:

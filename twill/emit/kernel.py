@@ -9,12 +9,14 @@ waits, and what the op body reads and writes. The templates (twill/emit/template
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from twill.emit.defer import deferrable
-from twill.emit.families import ELEMENT_BYTES, FAMILIES
+from twill.emit.families import FAMILIES, Unsupported
 from twill.emit.program import Channel, Program, RoleProgram, Signal, Step, Wait
+from twill.emit.registers import Registers
 from twill.errors import SpecError
 from twill.model.loader import Instance
 from twill.sim.semantics import split_name
@@ -22,7 +24,6 @@ from twill.sim.semantics import split_name
 TARGETS = ("sm90a", "sm100a", "host")
 ARCH = {"sm90a": "sm_90a", "sm100a": "sm_100a"}
 DEFAULT_TARGET = {"sm90": "sm90a", "sm100": "sm100a"}   # the machine's ``arch`` constant
-BODIES = {target: ("tma_load", "mma") for target in TARGETS}   # op kinds each target has a body for
 SLOT_ALIGN = 1024          # a 128-byte-swizzled TMA box repeats every 8 rows of 128 bytes (PTX ISA, "Tensor copy: swizzling modes")
 BASE_SLACK = 1024          # the dynamic shared-memory base is rounded up to SLOT_ALIGN at run time
 TMEM_MIN_COLUMNS = 32      # tcgen05.alloc takes a power of two >= 32 columns (PTX ISA, "tcgen05.alloc")
@@ -137,6 +138,28 @@ class StepContext:
     tmem_column: int | None = None       # tcgen05 accumulator column
     accumulator: str | None = None       # C identifier of a register accumulator
     deferred: bool = False               # sm90a: its completion signals wait for the role's next commit
+    reads: list[dict[str, str]] = field(default_factory=list)   # per unrolled position: input base -> register copy
+    writes: list[str | None] = field(default_factory=list)      # per unrolled position: the copy it writes
+
+
+@dataclass
+class Storage:
+    """A register value's ring on its role: ``depth`` copies of the result of op ``base`` (part ``part``)."""
+
+    name: str
+    depth: int
+    base: str
+    part: int | None
+
+
+@dataclass
+class Resident:
+    """A tile loaded once before the loop (the family's ``resident``): its slot and full barrier."""
+
+    name: str
+    load: Any
+    offset: int
+    barrier: int
 
 
 @dataclass
@@ -146,6 +169,13 @@ class RoleContext:
     steps: list[StepContext]
     accumulators: list[StepContext]       # register accumulators this role holds (stored by its epilogue)
     sync_barrier: int = 0                 # named barrier that syncs the role's warps (0 is __syncthreads)
+    unroll: int = 1                       # the loop body is printed this many times (register rings)
+    storages: list[Storage] = field(default_factory=list)
+    loads_resident: bool = False          # issues the resident tiles' loads before its loop
+    reads_resident: bool = False          # waits for them before its loop
+
+    def storage(self, base: str, part: int | None) -> Storage:
+        return next(s for s in self.storages if (s.base, s.part) == (base, part))
 
     @property
     def deferred(self) -> list[StepContext]:
@@ -182,6 +212,7 @@ class Kernel:
     acc_barrier: int | None              # sm100a: the MMA role's commit after its last MMA (epilogue waits)
     tmem_address: int | None
     tmem_outputs: list[StepContext]
+    resident: list[Resident]
 
     @property
     def threads(self) -> int:
@@ -195,6 +226,12 @@ class Kernel:
     def wgmma_shapes(self) -> list[tuple[int, str]]:
         """The (n, dtype) of every MMA: one wgmma wrapper each (sm90a)."""
         return sorted({(s.args["n"], s.args["dtype"]) for r in self.roles for s in r.steps if s.kind == "mma"})
+
+    @property
+    def grid_c(self) -> tuple[str, ...]:
+        """The family's grid as C expressions (``ceil(X / Y)`` -> ``(X + Y - 1) / Y``)."""
+        return tuple(re.sub(r"ceil\((\w+) / (\d+)\)", lambda m: f"({m[1]} + {int(m[2]) - 1}) / {m[2]}", g)
+                     for g in self.family.grid)
 
     @property
     def family_prologue(self) -> tuple[str, ...]:
@@ -217,12 +254,16 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
         raise EmitError(f"no kernel family {loop.name!r} to emit (known: {', '.join(FAMILIES)})", field="name")
     parts = _part_counts(program)
     family = family_type(instance.params, lambda base: parts[base])
-    if instance.params.get("dtype") not in family.dtypes:
-        raise EmitError(f"dtype {instance.params.get('dtype')!r} has no op bodies yet (emitted: "
-                        f"{', '.join(family.dtypes)})", field="--set dtype")
+    if target != "host" and not family.device:
+        raise EmitError(f"kernel family {loop.name!r} has op bodies for the host twin only so far: pass --target "
+                        "host", field="--target")
+    try:
+        family.check()
+    except Unsupported as error:
+        raise EmitError(str(error), field=f"--set {error.param}") from None
     ops = {op.name: _spec_op(instance, parts, op.name) for op in loop.ops}
     for op_name, (kind, _, _, _) in ops.items():
-        if kind not in BODIES[target]:
+        if kind not in family.kinds:
             raise EmitError(f"op {op_name!r}: kind {kind!r} has no op body for target {target}", field="ops")
     _check_shapes(instance, program, target, ops)
     for ch in program.channels:
@@ -247,11 +288,6 @@ def _spec_op(instance: Instance, parts: dict[str, int], name: str) -> tuple[str,
 def _check_shapes(instance: Instance, program: Program, target: str, ops: dict) -> None:
     """What the op bodies can issue: 128-byte K rows (one swizzle atom), wgmma's m64nNk16 shapes with
     N in {64, 128, 256}, tcgen05's M = 128 accumulator in tensor memory, no local waits on sm100a."""
-    params = instance.params
-    row_bytes = params["block_k"] * ELEMENT_BYTES[params["dtype"]]
-    if row_bytes != 128:
-        raise EmitError(f"block_k = {params['block_k']} gives {row_bytes}-byte rows; the 128-byte swizzle the op "
-                        f"bodies use needs 128 (block_k = {128 // ELEMENT_BYTES[params['dtype']]})", field="--set block_k")
     for name, (kind, args, _, _) in ops.items():
         if kind != "mma":
             continue
@@ -318,6 +354,9 @@ class _Layout:
                 self.tmem_map.append({"name": loop.ops[value.op].name, "column": self.tmem_next,
                                       "columns": value.size * value.depth})
                 self.tmem_next += value.size * value.depth
+        resident = [Resident(name, load, self._take(name, load.bytes, "slot", SLOT_ALIGN),
+                             self._take(f"{name}.full", 8, "mbarrier", 8, 1))
+                    for name, load in self.family.resident.items()]
         acc_barrier = tmem_address = None
         if tmem_column:
             acc_barrier = self._take("accumulators.full", 8, "mbarrier", 8, 1)
@@ -336,7 +375,7 @@ class _Layout:
             raise EmitError(f"tensor memory {columns} columns exceeds the machine's {self.instance.loop.warps.tmem}",
                             field="tmem")
         return Kernel(self.name, self.target, self.instance, program, self.family, groups, self.buffers, rings,
-                      smem, columns, self.tmem_map, acc_barrier, tmem_address, tmem_outputs)
+                      smem, columns, self.tmem_map, acc_barrier, tmem_address, tmem_outputs, resident)
 
     def _slots(self, name: str, depth: int, size: int) -> int:
         first = None
@@ -364,7 +403,7 @@ class _Layout:
         elif kind == "mma":
             ctx.binding = self.family.mma(base, part)
             for e in loop.edges:
-                if e.dst == step.op and e.src != step.op:
+                if e.dst == step.op and e.src != step.op and e.src in data:
                     src = loop.ops[e.src].name
                     offset, size = data[e.src]
                     ch = program.value_channel(e.src)
@@ -413,6 +452,18 @@ class _Layout:
 
     def _role(self, role: RoleProgram, first_warp: int, steps: dict[int, StepContext]) -> RoleContext:
         contexts = [steps[s.op] for s in role.steps]
+        registers = Registers(self.program, self.family.in_place)
+        unroll = registers.unroll(role)
+        for sc in contexts:
+            inputs = [e for e in self.loop.edges if e.dst == sc.step.op and e.src != sc.step.op]
+            sc.writes = [registers.copy(role, u, sc.step.stage, sc.step.op, 0) for u in range(unroll)]
+            sc.reads = [{split_name(self.loop.ops[e.src].name)[0] + ("'" if e.distance else ""):
+                         registers.copy(role, u, sc.step.stage, e.src, e.distance)
+                         for e in inputs + [e for e in self.loop.edges if e.src == e.dst == sc.step.op]
+                         if registers.owner(e.src) is not None} for u in range(unroll)]
+        storages = [Storage(registers.name(v), registers.depth(v), *split_name(self.loop.ops[v].name))
+                    for v in registers.storages(role)]
+        readers = {sc.binding.a for sc in contexts if sc.kind == "mma"}
         if "sm90a" in (self.target, self.twin_of):
             commits = {sc.step.op for sc in contexts if sc.kind == "mma"}
             held = {sc.step.op: [(item.ring.channel.id, item.distance) for item in sc.signals if item.how == "complete"]
@@ -421,7 +472,9 @@ class _Layout:
             for op in deferrable(self.program, role, commits, held, slots):
                 steps[op].deferred = True
         accumulators = [c for c in contexts if c.accumulator and self.loop.ops[c.step.op].accumulator]
-        return RoleContext(role, first_warp, contexts, accumulators)
+        return RoleContext(role, first_warp, contexts, accumulators, unroll=unroll, storages=storages,
+                           loads_resident=any(sc.kind == "tma_load" for sc in contexts) and bool(self.family.resident),
+                           reads_resident=bool(readers & set(self.family.resident)))
 
 
 def _tmem_allocation(columns: int) -> int:

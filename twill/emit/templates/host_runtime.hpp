@@ -208,6 +208,28 @@ inline float fp16_to_float(uint16_t v) {
   return sign ? -f : f;
 }
 
+// Element (row, col) of a tile of `rows` rows stored as boxes of 64 16-bit columns side by side,
+// each box rows x 128 bytes with the 128-byte swizzle (how TMA lays out a tile wider than 128 bytes).
+template <bool BF16>
+inline float boxed_at(const uint8_t* tile, int rows, int row, int col) {
+  uint16_t v;
+  std::memcpy(&v, tile + (size_t)(col / 64) * rows * 128 + box_offset(row, col % 64, 128, 2, 128), 2);
+  return BF16 ? bf16_to_float(v) : fp16_to_float(v);
+}
+
+// fp32 rounded to the nearest 16-bit value (bf16 or fp16) and back, as the device's conversion.
+template <bool BF16>
+inline float round_16(float x) {
+  if (BF16) {
+    u32 bits;
+    std::memcpy(&bits, &x, 4);
+    if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+    std::memcpy(&x, &bits, 4);
+    return x;
+  }
+  return (float)(_Float16)x;
+}
+
 // An element of a swizzled K-major tile in shared memory (rows of row_bytes).
 template <bool BF16>
 inline float tile_at(const uint8_t* tile, int row, int col, int row_bytes) {
