@@ -285,3 +285,13 @@ def test_the_twin_catches_p_overwritten_by_the_next_s(tmp_path):
     runs = twin_runs(instance, as_then, tmp_path, [1, 2], sanitize=False)
     assert runs[0].ok and not runs[1].ok and runs[1].message.startswith("max relative error"), runs
     assert all(run.ok for run in twin_runs(instance, program, tmp_path / "now", [1, 2], sanitize=False))
+
+
+def test_causal_fa_forward_twin_masks_and_stops_at_the_diagonal(tmp_path):
+    """FA3's structure with the causal mask (tests/emit/fa3-h100-causal.yaml): as many query rows as
+    keys, so CTA x runs x + 1 KV blocks; every CTA's trip count differs."""
+    instance = load_instance(FA_FWD, "h100", {"causal": True})
+    hand = review(instance.loop, load_hand_schedule(str(ROOT / "tests/emit/fa3-h100-causal.yaml"), instance.loop))
+    assert hand.valid
+    runs = twin_runs(instance, lower(instance.loop, hand.schedule), tmp_path, [0, 1, 2, 3, 5], delay_seed=2)
+    assert all(run.ok and run.max_error < 2e-3 for run in runs), runs
