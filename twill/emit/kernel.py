@@ -15,7 +15,7 @@ from typing import Any
 
 from twill.emit.defer import deferrable
 from twill.emit.families import FAMILIES, Unsupported
-from twill.emit.program import Channel, Program, RoleProgram, Signal, Step, Wait
+from twill.emit.program import Channel, Program, RoleProgram, Signal, Step
 from twill.emit.registers import Registers
 from twill.errors import SpecError
 from twill.model.loader import Instance
