@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from twill.emit import host
+from twill.emit import host, nvrtc
 from twill.emit.driver import emit_kernel, kernel_name
 from twill.emit.emit import emitted_files, source_name, write_directory
 from twill.emit.kernel import build_kernel
@@ -115,7 +115,6 @@ def test_a_missing_full_wait_races(h100, tmp_path):
 
 # --- device targets ---------------------------------------------------------------------------
 
-nvrtc = pytest.importorskip("twill.emit.nvrtc")
 needs_nvrtc = pytest.mark.skipif(not nvrtc.nvrtc_available(), reason="the cuda extra (NVRTC) is not installed")
 EXPECTED_SASS = {"h100": ("UTMALDG", "HGMMA", "SYNCS", "USETMAXREG"), "b200": ("UTMALDG", "UTCHMMA", "UTCBAR", "LDTM")}
 
@@ -295,3 +294,18 @@ def test_causal_fa_forward_twin_masks_and_stops_at_the_diagonal(tmp_path):
     assert hand.valid
     runs = twin_runs(instance, lower(instance.loop, hand.schedule), tmp_path, [0, 1, 2, 3, 5], delay_seed=2)
     assert all(run.ok and run.max_error < 2e-3 for run in runs), runs
+
+
+@pytest.mark.parametrize("machine, params", [("h100", {"block_n": 256}), ("h100", {"tiles": 1}),
+                                             ("h100", {"dtype": "fp16"}), ("b200", {"block_n": 64})])
+def test_gemm_variants_compile_clean_and_their_twins_match(machine, params, tmp_path):
+    """Other tile shapes and dtypes: two consumer warpgroups (block_n 256 on H100), one warpgroup with
+    a 128-row accumulator (tiles 1), fp16, a narrower tensor-memory accumulator."""
+    instance = load_instance(GEMM, machine, params)
+    settings = Settings(deterministic=True)
+    solved = search(instance.loop, make_backend("cpsat", settings), 30, settings)
+    runs = twin_runs(instance, lower(instance.loop, solved.schedule), tmp_path, [0, 1, 5], sanitize=False)
+    assert all(run.ok for run in runs), runs
+    if nvrtc.nvrtc_available():
+        result = emit_kernel(instance, solved.schedule, {}, None, str(tmp_path / "device"), compile_=True)
+        assert result.ok and result.manifest["compile"]["diagnostics"] == [], result.problems
