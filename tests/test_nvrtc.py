@@ -19,9 +19,25 @@ pytestmark = pytest.mark.skipif(not (nv.nvrtc_available() and nv.sass_available(
                                 reason="NVRTC / nvdisasm not available (install the cuda extra)")
 
 
+# The TMA producer's loop, the same in both test kernels: wait for the slot, expect A's and B's
+# bytes on its full barrier, issue both loads.
+PRODUCER_LOOP = r"""
+#define PRODUCER_LOOP \
+  for (int kb = 0; kb < kblocks; ++kb) { \
+    const int s = kb % STAGES; \
+    const u32 phase = (kb / STAGES) & 1; \
+    mbar_wait(&empty[s], phase ^ 1); \
+    mbar_arrive_expect_tx(&full[s], A_BYTES + B_BYTES); \
+    tma_load_2d(sA + s * A_BYTES, &tmap_A, &full[s], kb * BK, blockIdx.x * BM); \
+    tma_load_2d(sB + s * B_BYTES, &tmap_B, &full[s], kb * BK, blockIdx.y * BN); \
+  }
+"""
+
+
 def _source(arch_header: str, body: str) -> str:
     wrappers = [wgmma_wrapper(128, "bf16")] if arch_header == "ptx_sm90a.cuh" else []
-    return "\n".join([nv.read_template("ptx_common.cuh"), nv.read_template(arch_header), *wrappers, body])
+    return "\n".join([nv.read_template("ptx_common.cuh"), nv.read_template(arch_header), *wrappers, PRODUCER_LOOP,
+                      body])
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,14 +81,7 @@ gemm_sm90_test(const __grid_constant__ CUtensorMap tmap_A, const __grid_constant
   if (wg == 0) {                       // producer warpgroup: warp 0 issues TMA, the rest idle
     setmaxnreg_dec<40>();
     if (warp == 0 && elect_one()) {
-      for (int kb = 0; kb < kblocks; ++kb) {
-        const int s = kb % STAGES;
-        const u32 phase = (kb / STAGES) & 1;
-        mbar_wait(&empty[s], phase ^ 1);
-        mbar_arrive_expect_tx(&full[s], A_BYTES + B_BYTES);
-        tma_load_2d(sA + s * A_BYTES, &tmap_A, &full[s], kb * BK, blockIdx.x * BM);
-        tma_load_2d(sB + s * B_BYTES, &tmap_B, &full[s], kb * BK, blockIdx.y * BN);
-      }
+      PRODUCER_LOOP
     }
   } else {                             // consumer warpgroup
     setmaxnreg_inc<232>();
@@ -144,14 +153,7 @@ gemm_sm100_test(const __grid_constant__ CUtensorMap tmap_A, const __grid_constan
 
   if (warp == 0) {
     if (elect_one()) {
-      for (int kb = 0; kb < kblocks; ++kb) {
-        const int s = kb % STAGES;
-        const u32 phase = (kb / STAGES) & 1;
-        mbar_wait(&empty[s], phase ^ 1);
-        mbar_arrive_expect_tx(&full[s], A_BYTES + B_BYTES);
-        tma_load_2d(sA + s * A_BYTES, &tmap_A, &full[s], kb * BK, blockIdx.x * BM);
-        tma_load_2d(sB + s * B_BYTES, &tmap_B, &full[s], kb * BK, blockIdx.y * BN);
-      }
+      PRODUCER_LOOP
     }
   } else if (warp == 1) {
     if (elect_one()) {
