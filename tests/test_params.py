@@ -159,3 +159,15 @@ def test_release_at_issue_needs_a_common_unit(tmp_path):
     error = located(tmp_path, "ops:\n  - {name: a, kind: mma, args: {m: 4, n: 4}}\n  - {name: b, latency: 1, unit: alu}\n"
                               "edges:\n  - {src: a, dst: b, release: issue}\n")
     assert (error.line, error.field) == (7, "edges[0].release") and "same unit" in error.message
+
+
+def test_resident_smem_leaves_the_loop_what_the_resident_tiles_do_not_hold(tmp_path):
+    """FA forward keeps Q (block_m x head_dim, 16-bit) in shared memory for the whole kernel."""
+    kernels = Path(__file__).resolve().parents[1] / "specs" / "kernels"
+    h100 = load_spec(kernels / "fa-fwd.yaml", "h100")
+    assert h100.warps.smem == 232448 - 128 * 128 * 2
+    assert load_spec(kernels / "fa-fwd.yaml", "h100", {"head_dim": 64}).warps.smem == 232448 - 128 * 64 * 2
+    spec = tmp_path / "big.yaml"
+    spec.write_text((kernels / "gemm.yaml").read_text() + "resident_smem: 300000\n")
+    with pytest.raises(SpecError, match=r"resident_smem: 300000 bytes, more than the machine's 232448"):
+        load_spec(spec, "h100")

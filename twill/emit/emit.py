@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from twill.emit.kernel import ARCH, EmitError, Kernel
+from twill.emit.kernel import ARCH, EmitError, Kernel, smem_capacity
 
 TEMPLATES = Path(__file__).parent / "templates"
 RUNTIME = {"host": ("host_runtime.hpp",), "sm90a": ("ptx_common.cuh", "ptx_sm90a.cuh"),
@@ -146,7 +146,7 @@ def compile_report(kernel: Kernel, source: str) -> tuple[dict[str, Any], bytes, 
         problems.append(f"ptxas uses a {report['stack']}-byte stack frame")
     problems += [f"ptxas {code}: {message}" for code, message in result.diagnostics
                  if any(word in message for word in FATAL_DIAGNOSTICS)]
-    limit = kernel.instance.loop.warps.smem
+    limit = smem_capacity(kernel.instance)
     if report["smem_static"] + kernel.dynamic_smem > limit:
         problems.append(f"shared memory {report['smem_static']} static + {kernel.dynamic_smem} dynamic bytes exceeds "
                         f"the machine's {limit}")

@@ -367,7 +367,12 @@ class _Layout:
         tmem_outputs = [steps[v] for v in tmem_column if loop.ops[v].accumulator]
         columns = _tmem_allocation(self.tmem_next)
         smem = self.offset + BASE_SLACK
-        limit = self.instance.loop.warps.smem
+        limit = smem_capacity(self.instance)
+        reserved = sum(tile.load.bytes for tile in resident)
+        if reserved > self.instance.spec.resident_smem:
+            raise EmitError(f"the kernel keeps {reserved} bytes resident ({', '.join(self.family.resident)}) but the "
+                            f"spec reserves {self.instance.spec.resident_smem}: the schedule's rings may not fit",
+                            field="resident_smem")
         if smem > limit:
             raise EmitError(f"shared memory {smem} bytes (rings, barriers and {BASE_SLACK} bytes of alignment slack) "
                             f"exceeds the machine's {limit}", field="smem")
@@ -475,6 +480,11 @@ class _Layout:
         return RoleContext(role, first_warp, contexts, accumulators, unroll=unroll, storages=storages,
                            loads_resident=any(sc.kind == "tma_load" for sc in contexts) and bool(self.family.resident),
                            reads_resident=bool(readers & set(self.family.resident)))
+
+
+def smem_capacity(instance: Instance) -> int:
+    """The machine's shared memory per block: the loop's share plus what the spec reserves."""
+    return instance.loop.warps.smem + instance.spec.resident_smem
 
 
 def _tmem_allocation(columns: int) -> int:

@@ -229,8 +229,12 @@ def _warps(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Warps | N
         raise source.error(("max_warps",), message)
     regs, handoff = machine.registers, machine.handoff
     memory = {name: m.capacity for name, m in machine.memories.items()}
+    smem = memory.get("smem", 0) - spec.resident_smem  # the loop's rings get what the resident tiles leave
+    if smem < 0:
+        raise source.error(("resident_smem",), f"{spec.resident_smem} bytes, more than the machine's "
+                                               f"{memory.get('smem', 0)} bytes of shared memory")
     return Warps(spec.max_warps or w.max, w.warpgroup, regs.file, regs.per_thread, tuple(regs.setmaxnreg),
-                 regs.overhead, memory.get("smem", 0), memory.get("tmem", 0), handoff.mbarrier, handoff.named,
+                 regs.overhead, smem, memory.get("tmem", 0), handoff.mbarrier, handoff.named,
                  handoff.transfer_base, handoff.transfer_per_kb, spec.cross_role)
 
 

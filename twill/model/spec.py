@@ -193,3 +193,4 @@ class LoopSpec(Strict):
     subtile: PosInt = 1                 # sub-ops per op marked `subtile: true`
     cross_role: bool = True             # false: no register value may cross roles
     max_warps: PosInt | None = None     # fewer warps than the machine allows
+    resident_smem: NonNegInt = 0        # bytes of shared memory held for the whole kernel (tiles loaded once)

@@ -19,7 +19,7 @@ from twill.model.yamlsource import Nested, SourceMap
 # Fields whose strings are names or text, never expressions.
 TEXT_FIELDS = frozenset({"name", "unit", "kind", "src", "dst", "barrier", "parts", "release", "machine",
                          "description", "source", "subtile", "overwrites"})
-LOOP_EXPRESSIONS = ("subtile", "cross_role", "max_warps")
+LOOP_EXPRESSIONS = ("subtile", "cross_role", "max_warps", "resident_smem")
 TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a word"}
 
 
