@@ -324,7 +324,7 @@ def emit_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
                                                                       "ptxas' numbers and the SASS classes."),
                  check: bool = typer.Option(False, "--check", help="host target: build the C++ twin and run it "
                                                                   "against NumPy for trip counts 0, 1, 2, stages-1, "
-                                                                  "stages and 64."),
+                                                                  "stages, 5 and 64."),
                  sanitize: bool = typer.Option(True, "--sanitize/--no-sanitize",
                                                help="Build the twin under ThreadSanitizer (with --check)."),
                  seed: int = typer.Option(0, "--seed", help="Twin inputs' seed; nonzero also delays TMA data at "

@@ -26,11 +26,10 @@ def deferrable(program: Program, role: RoleProgram, commits: set[int], held: dic
     """Ops of ``role`` whose completion signals (``held[op]``: the step's (channel, distance) pairs)
     may be delivered after the role's next commit (a step whose op is in ``commits``); ``slots``:
     each channel's ring slots."""
-    steps = list(role.steps)
-    order = [s for k in (0, 1) for s in ((k, step) for step in steps)]
+    order = [(k, step) for k in (0, 1) for step in role.steps]   # this kernel iteration, then the next
     safe = set()
-    for j, step in enumerate(steps):
-        if step.op not in held or not held[step.op]:
+    for j, step in enumerate(role.steps):
+        if not held.get(step.op):
             continue
         after = order[j + 1:]
         stop = next((n for n, (_, t) in enumerate(after) if t.op in commits), None)

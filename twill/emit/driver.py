@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from twill.emit.emit import compile_report, emitted_files, manifest, source_name, write_directory
-from twill.emit.host import HostBuildError, TwinRun, build, check_trips, run_twin
+from twill.emit.host import HostBuildError, TwinRun, build, run_twin
 from twill.emit.kernel import TARGETS, EmitError, Kernel, build_kernel, default_target
 from twill.emit.lower import lower
 from twill.model.loader import Instance
 from twill.model.schedule import Schedule
+from twill.sim.functional import check_trips
 
 
 @dataclass
@@ -122,4 +123,4 @@ def _check(result: EmitResult, sanitize: bool, seed: int) -> None:
         except HostBuildError as error:
             result.check_error = str(error)
             return
-        result.runs = [run_twin(kernel, binary, trips, seed=seed, delay_seed=seed) for trips in check_trips(kernel)]
+        result.runs = [run_twin(kernel, binary, trips, seed=seed, delay_seed=seed) for trips in check_trips(kernel.program)]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class Family:
     constants: dict[str, int] = {}      # names in argument shapes that are not arguments
     initial: dict[str, str] = {}        # register value -> C value of every copy before the loop (loop-carried)
 
-    def __init__(self, params: dict[str, Any], parts: Callable[[str], int]):
+    def __init__(self, params: dict[str, Any], parts: dict[str, int]):
         self.params, self.parts, self.dtype = params, parts, params["dtype"]
 
     def check(self) -> None:
@@ -118,7 +118,7 @@ class Family:
 
     def rows(self, base: str) -> int:
         """Rows of the tile one part of ``base`` owns."""
-        return self.params["block_m"] // self.parts(base)
+        return self.params["block_m"] // self.parts[base]
 
     def tolerance_for(self, trips: int) -> float:
         return self.tolerance
@@ -127,7 +127,7 @@ class Family:
 class Gemm(Family):
     name = "gemm"
 
-    def __init__(self, params: dict[str, Any], parts: Callable[[str], int]):
+    def __init__(self, params: dict[str, Any], parts: dict[str, int]):
         super().__init__(params, parts)
         self.block_m, self.block_n, self.block_k = params["block_m"], params["block_n"], params["block_k"]
 
@@ -197,7 +197,7 @@ class FlashForward(Family):
     tolerance = 2e-2                    # P is rounded to 16 bits before PV, as on the device
     in_place = {"mask": "qk", "rescale": "pv"}
 
-    def __init__(self, params: dict[str, Any], parts: Callable[[str], int]):
+    def __init__(self, params: dict[str, Any], parts: dict[str, int]):
         super().__init__(params, parts)
         self.block_m, self.block_n, self.head_dim = params["block_m"], params["block_n"], params["head_dim"]
         self.causal = params["causal"]

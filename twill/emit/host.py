@@ -2,7 +2,7 @@
 
 The twin is compiled with the system C++ compiler (``CXX``, default ``g++``), optionally under
 ThreadSanitizer, and run for the trip counts of the simulator's functional check (0, 1, 2,
-stages - 1, stages, 64) on random inputs. A run fails on a wrong result, a sanitizer report, a
+stages - 1, stages, 5, 64: the simulator's ``check_trips``) on random inputs. A run fails on a wrong result, a sanitizer report, a
 deadlock (the twin names the role and barrier) or a timeout.
 """
 
@@ -36,11 +36,6 @@ class TwinRun:
     max_error: float             # max |twin - reference| / max(1, max |reference|)
     message: str
     seconds: float
-
-
-def check_trips(kernel: Kernel) -> list[int]:
-    stages = kernel.program.schedule.stages
-    return sorted({0, 1, 2, max(stages - 1, 0), stages, 64})
 
 
 def build(source_dir: Path, source: str, out: Path, sanitize: bool) -> Path:

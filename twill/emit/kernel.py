@@ -19,7 +19,7 @@ from twill.emit.program import Channel, Program, RoleProgram, Signal, Step
 from twill.emit.registers import Registers
 from twill.errors import SpecError
 from twill.model.loader import Instance
-from twill.sim.semantics import split_name
+from twill.sim.semantics import part_counts, split_name
 
 TARGETS = ("sm90a", "sm100a", "host")
 ARCH = {"sm90a": "sm_90a", "sm100a": "sm_100a"}
@@ -116,7 +116,6 @@ class Item:
 class Operand:
     """An input tile of an op body: the ring (channel or value ring) slot of item i - distance."""
 
-    op: str
     offset: int
     slot_bytes: int
     depth: int
@@ -216,7 +215,7 @@ class Kernel:
 
     @property
     def threads(self) -> int:
-        return 32 * sum(4 for _ in self.warpgroups)
+        return 128 * len(self.warpgroups)
 
     @property
     def roles(self) -> list[RoleContext]:
@@ -234,10 +233,6 @@ class Kernel:
                      for g in self.family.grid)
 
     @property
-    def family_prologue(self) -> tuple[str, ...]:
-        return self.family.prologue
-
-    @property
     def params(self) -> dict[str, Any]:
         return self.instance.params
 
@@ -252,8 +247,8 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
     family_type = FAMILIES.get(loop.name)
     if family_type is None:
         raise EmitError(f"no kernel family {loop.name!r} to emit (known: {', '.join(FAMILIES)})", field="name")
-    parts = _part_counts(program)
-    family = family_type(instance.params, lambda base: parts[base])
+    parts = part_counts(loop)
+    family = family_type(instance.params, parts)
     if target != "host" and not family.device:
         raise EmitError(f"kernel family {loop.name!r} has op bodies for the host twin only so far: pass --target "
                         "host", field="--target")
@@ -261,7 +256,8 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
         family.check()
     except Unsupported as error:
         raise EmitError(str(error), field=f"--set {error.param}") from None
-    ops = {op.name: _spec_op(instance, parts, op.name) for op in loop.ops}
+    spec_ops = {op.name: op for op in instance.spec.ops}
+    ops = {op.name: _spec_op(instance, spec_ops, parts, op.name) for op in loop.ops}
     for op_name, (kind, _, _, _) in ops.items():
         if kind not in family.kinds:
             raise EmitError(f"op {op_name!r}: kind {kind!r} has no op body for target {target}", field="ops")
@@ -273,10 +269,10 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
     return _Layout(instance, program, target, name, family, ops).kernel()
 
 
-def _spec_op(instance: Instance, parts: dict[str, int], name: str) -> tuple[str, dict[str, Any], str, int | None]:
+def _spec_op(instance: Instance, spec_ops: dict, parts: dict[str, int],
+             name: str) -> tuple[str, dict[str, Any], str, int | None]:
     """(kind, arguments, base name, part) of loop op ``name``: part p of a sub-tiled op ``base.p`` has
     the split argument divided by the number of parts; arguments the spec omits take the kind's default."""
-    spec_ops = {op.name: op for op in instance.spec.ops}
     base, part = (name, None) if name in spec_ops else split_name(name)
     op = spec_ops[base]
     args = {**instance.machine.kinds[op.kind].args, **op.args}
@@ -306,21 +302,12 @@ def _check_shapes(instance: Instance, program: Program, target: str, ops: dict) 
                                     "sm100a has no commit-barrier local waits yet", field="ops")
 
 
-def _part_counts(program: Program) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for op in program.loop.ops:
-        base = split_name(op.name)[0]
-        counts[base] = counts.get(base, 0) + 1
-    return counts
-
-
 class _Layout:
     def __init__(self, instance: Instance, program: Program, target: str, name: str, family: Any, ops: dict):
         self.instance, self.program, self.target, self.name = instance, program, target, name
         self.family, self.ops = family, ops
         self.loop = program.loop
-        self.twin_of = DEFAULT_TARGET.get(instance.machine.constants["arch"].value) if "arch" in instance.machine.constants \
-            else None   # the device target whose release timing the host twin mirrors
+        self.twin_of = machine_target(instance)   # the device target whose release timing the host twin mirrors
         self.buffers: list[Buffer] = []
         self.offset = 0
         self.tmem_next = 0
@@ -338,13 +325,14 @@ class _Layout:
         rings = []
         for ch in program.value_channels:
             if ch.memory == "smem":
-                data[ch.producer] = (self._slots(ch.name, ch.depth, ch.slot_size), ch.slot_size)
+                data[ch.producer] = (self._array(ch.name, ch.depth, ch.slot_size, "slot", SLOT_ALIGN), ch.slot_size)
         for value in program.values:
             if value.memory == "smem" and value.op not in data:
-                data[value.op] = (self._slots(loop.ops[value.op].name, value.depth, value.size), value.size)
+                data[value.op] = (self._array(loop.ops[value.op].name, value.depth, value.size, "slot", SLOT_ALIGN),
+                                  value.size)
         for ch in program.channels:
-            full = self._barriers(f"{ch.name}.full", ch.depth, 1)
-            empty = self._barriers(f"{ch.name}.empty", ch.depth, ch.empty_arrivals)
+            full = self._array(f"{ch.name}.full", ch.depth, 8, "mbarrier", 8, 1)
+            empty = self._array(f"{ch.name}.empty", ch.depth, 8, "mbarrier", 8, ch.empty_arrivals)
             where = data.get(ch.producer) if not ch.token else None
             rings.append(_ring(ch, full, empty, where[0] if where else None, where[1] if where else 0))
         tmem_column = {}
@@ -382,19 +370,9 @@ class _Layout:
         return Kernel(self.name, self.target, self.instance, program, self.family, groups, self.buffers, rings,
                       smem, columns, self.tmem_map, acc_barrier, tmem_address, tmem_outputs, resident)
 
-    def _slots(self, name: str, depth: int, size: int) -> int:
-        first = None
-        for slot in range(depth):
-            at = self._take(f"{name}[{slot}]", size, "slot", SLOT_ALIGN)
-            first = at if first is None else first
-        return first
-
-    def _barriers(self, name: str, depth: int, arrivals: int) -> int:
-        first = None
-        for slot in range(depth):
-            at = self._take(f"{name}[{slot}]", 8, "mbarrier", 8, arrivals)
-            first = at if first is None else first
-        return first
+    def _array(self, name: str, depth: int, size: int, kind: str, align: int, arrivals: int | None = None) -> int:
+        """``depth`` consecutive entries ``name[s]`` (ring slots or mbarriers); the first one's offset."""
+        return [self._take(f"{name}[{slot}]", size, kind, align, arrivals) for slot in range(depth)][0]
 
     def _step(self, step: Step, rings: list[Ring], data: dict, tmem_column: dict) -> StepContext:
         loop, program = self.loop, self.program
@@ -409,12 +387,11 @@ class _Layout:
             ctx.binding = self.family.mma(base, part)
             for e in loop.edges:
                 if e.dst == step.op and e.src != step.op and e.src in data:
-                    src = loop.ops[e.src].name
                     offset, size = data[e.src]
                     ch = program.value_channel(e.src)
                     crossing = ch is not None and self.program.schedule.roles[e.dst] != ch.producer_role
                     slots = rings[ch.id].slots if crossing else program.values[e.src].depth
-                    ctx.operands[split_name(src)[0]] = Operand(src, offset, size, slots, e.distance)
+                    ctx.operands[split_name(loop.ops[e.src].name)[0]] = Operand(offset, size, slots, e.distance)
             if step.op in tmem_column:
                 ctx.tmem_column = tmem_column[step.op]
             else:
@@ -460,12 +437,11 @@ class _Layout:
         registers = Registers(self.program, self.family.in_place)
         unroll = registers.unroll(role)
         for sc in contexts:
-            inputs = [e for e in self.loop.edges if e.dst == sc.step.op and e.src != sc.step.op]
+            inputs = [e for e in self.loop.edges if e.dst == sc.step.op and registers.owner(e.src) is not None]
             sc.writes = [registers.copy(role, u, sc.step.stage, sc.step.op, 0) for u in range(unroll)]
             sc.reads = [{split_name(self.loop.ops[e.src].name)[0] + ("'" if e.distance else ""):
-                         registers.copy(role, u, sc.step.stage, e.src, e.distance)
-                         for e in inputs + [e for e in self.loop.edges if e.src == e.dst == sc.step.op]
-                         if registers.owner(e.src) is not None} for u in range(unroll)]
+                         registers.copy(role, u, sc.step.stage, e.src, e.distance) for e in inputs}
+                        for u in range(unroll)]
         storages = [Storage(registers.name(v), registers.depth(v), *split_name(self.loop.ops[v].name))
                     for v in registers.storages(role)]
         readers = {sc.binding.a for sc in contexts if sc.kind == "mma"}
@@ -496,9 +472,14 @@ def _tmem_allocation(columns: int) -> int:
     return size
 
 
-def default_target(instance: Instance) -> str:
+def machine_target(instance: Instance) -> str | None:
+    """The device target of the machine's ``arch`` constant, if it names one."""
     arch = instance.machine.constants.get("arch")
-    target = DEFAULT_TARGET.get(arch.value if arch else None)
+    return DEFAULT_TARGET.get(arch.value if arch else None)
+
+
+def default_target(instance: Instance) -> str:
+    target = machine_target(instance)
     if target is None:
         raise EmitError(f"machine {instance.machine.name!r} names no known arch: pass --target "
                         f"({', '.join(TARGETS)})", field="--target")

@@ -48,6 +48,15 @@ def split_name(name: str) -> tuple[str, int | None]:
     return (base, int(part)) if base and part.isdigit() else (name, None)
 
 
+def part_counts(loop: Loop) -> dict[str, int]:
+    """How many parts each op base has (1 for an op that is not sub-tiled)."""
+    counts: dict[str, int] = {}
+    for op in loop.ops:
+        base, _ = split_name(op.name)
+        counts[base] = counts.get(base, 0) + 1
+    return counts
+
+
 class Reads:
     """The values one instance read, seen from its part: ``get`` the same part of a sub-tiled source
     (or an unsplit source), ``whole`` every part joined along ``axis``."""
@@ -82,10 +91,7 @@ class Semantics(ABC):
 
     def __init__(self, loop: Loop, **shape: int):
         self.shape = {**type(self).shape, **shape}
-        self.parts: dict[str, int] = {}
-        for op in loop.ops:
-            base, _ = split_name(op.name)
-            self.parts[base] = self.parts.get(base, 0) + 1
+        self.parts = part_counts(loop)
 
     def span(self, base: str, part: int | None, size: int) -> slice:
         """The rows (or columns) of ``size`` that part ``part`` of ``base`` acts on."""

@@ -202,10 +202,9 @@ inline float bf16_to_float(uint16_t v) {
 }
 
 inline float fp16_to_float(uint16_t v) {
-  u32 sign = (v >> 15) & 1, exp = (v >> 10) & 0x1f, man = v & 0x3ff;
-  float f = exp == 0 ? std::ldexp((float)man, -24) : exp == 31 ? (man ? NAN : INFINITY)
-                                                              : std::ldexp((float)(man | 0x400), (int)exp - 25);
-  return sign ? -f : f;
+  _Float16 h;
+  std::memcpy(&h, &v, 2);
+  return (float)h;
 }
 
 // Element (row, col) of a tile of `rows` rows stored as boxes of 64 16-bit columns side by side,
@@ -230,24 +229,16 @@ inline float round_16(float x) {
   return (float)(_Float16)x;
 }
 
-// An element of a swizzled K-major tile in shared memory (rows of row_bytes).
-template <bool BF16>
-inline float tile_at(const uint8_t* tile, int row, int col, int row_bytes) {
-  uint16_t v;
-  std::memcpy(&v, tile + box_offset(row, col, row_bytes, 2, 128), 2);
-  return BF16 ? bf16_to_float(v) : fp16_to_float(v);
-}
-
 // D[m x n] (+)= A[m x k] B[n x k]^T over swizzled K-major tiles, fp32 accumulation: the tensor core's
 // contract for one MMA (wgmma or tcgen05), executed synchronously.
+// a and b are boxed tiles of a_rows and n rows; this MMA reads rows a_row .. a_row + m of a.
 template <bool BF16>
-inline void mma_tile(float* d, int ldd, const uint8_t* a, int a_row, const uint8_t* b, int m, int n, int k,
-                     bool accumulate) {
-  int row_bytes = k * 2;
+inline void mma_tile(float* d, int ldd, const uint8_t* a, int a_rows, int a_row, const uint8_t* b, int m, int n,
+                     int k, bool accumulate) {
   for (int r = 0; r < m; ++r)
     for (int c = 0; c < n; ++c) {
       float sum = accumulate ? d[(size_t)r * ldd + c] : 0.0f;
-      for (int kk = 0; kk < k; ++kk) sum += tile_at<BF16>(a, a_row + r, kk, row_bytes) * tile_at<BF16>(b, c, kk, row_bytes);
+      for (int kk = 0; kk < k; ++kk) sum += boxed_at<BF16>(a, a_rows, a_row + r, kk) * boxed_at<BF16>(b, n, c, kk);
       d[(size_t)r * ldd + c] = sum;
     }
 }
