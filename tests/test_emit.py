@@ -310,3 +310,60 @@ def test_gemm_variants_compile_clean_and_their_twins_match(machine, params, tmp_
     if nvrtc.nvrtc_available():
         result = emit_kernel(instance, solved.schedule, {}, None, str(tmp_path / "device"), compile_=True)
         assert result.ok and result.manifest["compile"]["diagnostics"] == [], result.problems
+
+
+# --- FlashAttention forward on sm90a --------------------------------------------------------------
+
+FA3 = ROOT / "specs/schedules/fa3-h100.yaml"
+
+
+def fa3_program(params: dict | None = None, schedule: Path = FA3):
+    instance = load_instance(FA_FWD, "h100", params)
+    hand = review(instance.loop, load_hand_schedule(str(schedule), instance.loop))
+    assert hand.valid
+    return instance, hand.schedule, lower(instance.loop, hand.schedule)
+
+
+@pytest.mark.parametrize("params, schedule", [(None, FA3), ({"causal": True}, ROOT / "tests/emit/fa3-h100-causal.yaml")])
+def test_sm90a_waits_count_the_wgmma_groups_actually_issued(params, schedule):
+    """A local wait says "at most n groups pending", n = the role's MMAs issued after the awaited one.
+    Replaying each role's guarded loop for small trip counts must give the same n as the emitted
+    guards (in_range terms), at every wait that the replay reaches."""
+    instance, _, program = fa3_program(params, schedule)
+    kernel = build_kernel(instance, program, "sm90a", kernel_name(instance))
+    checked = 0
+    for rc in kernel.roles:
+        for trips in range(7):
+            issued: list[tuple[str, int]] = []     # MMA instances in issue order
+            for k in range(rc.role.first_stage, trips + rc.role.last_stage):
+                for sc in rc.steps:
+                    i = k - sc.step.stage
+                    if not 0 <= i < trips:
+                        continue
+                    for w in sc.local_waits:
+                        if 0 <= i - w.distance < trips:
+                            awaited = issued.index((w.name, i - w.distance))
+                            emitted = sum(0 <= k - back - stage < trips for back, stage in w.after)
+                            assert emitted == len(issued) - awaited - 1, (sc.step.name, w, k, trips)
+                            checked += 1
+                    if sc.kind == "mma":
+                        issued.append((sc.step.name, i))
+    assert checked > 50
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("params, schedule", [
+    (None, FA3), ({"dtype": "fp16"}, FA3), ({"head_dim": 64}, FA3), ({"head_dim": 256, "block_n": 64}, FA3),
+    ({"causal": True}, ROOT / "tests/emit/fa3-h100-causal.yaml")])
+def test_fa_forward_compiles_clean_for_sm90a(params, schedule, tmp_path):
+    """FA3's structure: Q K^T from shared memory (SS), P V with P from registers (RS) and V MN-major,
+    the softmax on the accumulator fragments (MUFU.EX2), within each warpgroup's setmaxnreg."""
+    instance, schedule, _ = fa3_program(params, schedule)
+    result = emit_kernel(instance, schedule, {}, "sm90a", str(tmp_path / "out"), compile_=True)
+    report = result.manifest["compile"]
+    assert result.ok, result.problems
+    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    assert all(report["sass_classes"].get(name) for name in ("UTMALDG", "HGMMA", "MUFU", "USETMAXREG"))
+    assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in result.manifest["warpgroups"])
+    source = (tmp_path / "out" / "fa_fwd_h100.cu").read_text()
+    assert "_rs_tb(" in source and "wgmma_desc_mn(" in source

@@ -18,7 +18,9 @@ typedef unsigned long long uint64_t;
 // the driver's CUtensorMap (cuTensorMapEncodeTiled fills it on the host).
 struct alignas(64) CUtensorMap_st { unsigned long long opaque[16]; };
 typedef struct CUtensorMap_st CUtensorMap;
+#define INFINITY __int_as_float(0x7f800000)   // no <cmath> under NVRTC either
 #else
+#include <cmath>
 #include <cstdint>
 #include <cuda.h>   // CUtensorMap
 #endif

@@ -18,7 +18,9 @@ typedef unsigned long long uint64_t;
 // the driver's CUtensorMap (cuTensorMapEncodeTiled fills it on the host).
 struct alignas(64) CUtensorMap_st { unsigned long long opaque[16]; };
 typedef struct CUtensorMap_st CUtensorMap;
+#define INFINITY __int_as_float(0x7f800000)   // no <cmath> under NVRTC either
 #else
+#include <cmath>
 #include <cstdint>
 #include <cuda.h>   // CUtensorMap
 #endif
@@ -171,6 +173,21 @@ __device__ __forceinline__ u64 wgmma_desc_k(const void* smem_tile, int k) {
   return wgmma_desc(smem_tile) + static_cast<u64>(2 * k);   // start-address field is in 16-B units
 }
 
+// Descriptor of a B operand stored MN-major (imm-trans-b = 1): K rows of n elements, n contiguous,
+// as TMA boxes of {64 elements of n, rows} under the 128B swizzle, box b of the tile at byte
+// b * box_bytes (FA's V tile: rows = keys, n = head_dim). PTX ISA 9.7.15.5.1.2 "Shared Memory
+// Matrix Layout", MN-major 128B swizzling, canonical layout Swizzle<3,4,3> o ((T,8,m),(8,k)) :
+// ((1,T,LBO),(8T,SBO)) in elements (T = 8 16-bit elements = 16 B): 64 contiguous elements of n,
+// then the next 64 at LBO; 8 rows of K at 128 B, then the next 8 at SBO. So LBO = box_bytes (the
+// next box) and SBO = 1024 (8 rows of 128 B). The k-th 16-row K slice starts 16 * 128 B = 2048 B
+// further: a whole number of 1024-B swizzle atoms, so the base offset stays 0.
+__device__ __forceinline__ u64 wgmma_desc_mn(const void* smem_tile, u32 box_bytes, int k) {
+  return static_cast<u64>(((smem_u32(smem_tile) + 2048u * k) & 0x3FFFFu) >> 4)   // bits  0-13: start address
+       | (static_cast<u64>(box_bytes >> 4) << 16)                                 // bits 16-29: LBO
+       | (static_cast<u64>(1024u >> 4) << 32)                                     // bits 32-45: SBO = 1024 B
+       | (static_cast<u64>(1u) << 62);                                            // bits 62-63: 128-Byte swizzle
+}
+
 // ---- wgmma ordering (PTX ISA "wgmma.fence", "wgmma.commit_group", "wgmma.wait_group") ----
 // wgmma_fence(): before the first wgmma.mma_async of a batch, and whenever the accumulator
 // registers (or shared-memory operands) were written by other instructions since the last one.
@@ -187,6 +204,59 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 template <int R> __device__ __forceinline__ void wgmma_fence_acc(float (&d)[R]) {
 #pragma unroll
   for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i]) :: "memory");
+}
+
+// Wait until at most n committed groups are pending, n known only at run time (the groups a role
+// issued after the one it waits for, counted by their guards): n above 7 waits for 7, which is more.
+__device__ __forceinline__ void wgmma_wait_upto(int n) {
+  switch (n) {
+    case 0: wgmma_wait<0>(); break;
+    case 1: wgmma_wait<1>(); break;
+    case 2: wgmma_wait<2>(); break;
+    case 3: wgmma_wait<3>(); break;
+    case 4: wgmma_wait<4>(); break;
+    case 5: wgmma_wait<5>(); break;
+    case 6: wgmma_wait<6>(); break;
+    default: wgmma_wait<7>(); break;
+  }
+}
+// Loop iteration i runs (0 <= i < trips): one branch-free compare.
+__device__ __forceinline__ int in_range(int i, int trips) { return static_cast<unsigned>(i) < static_cast<unsigned>(trips); }
+// Compiler-only fences on a register value's fragments (one row of G per 64-row group): as wgmma_fence_acc.
+template <int G, int R> __device__ __forceinline__ void reg_fence(float (&d)[G][R]) {
+#pragma unroll
+  for (int g = 0; g < G; ++g) wgmma_fence_acc(d[g]);
+}
+template <int G, int R> __device__ __forceinline__ void reg_fence(u32 (&d)[G][R]) {
+#pragma unroll
+  for (int g = 0; g < G; ++g)
+#pragma unroll
+    for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[g][i]) :: "memory");
+}
+
+// ---- softmax arithmetic ----
+// 2^x on the special-function unit (PTX ISA "ex2", .approx.ftz.f32: MUFU.EX2; ex2(-Inf) = +0).
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+// Two fp32 values rounded to nearest-even 16-bit and packed, lo in bits 0-15 (PTX ISA "cvt":
+// cvt.rn.bf16x2.f32 d, a, b puts a in the upper half): the pair order of the wgmma A fragment.
+template <bool BF16> __device__ __forceinline__ u32 pack_16x2(float lo, float hi) {
+  u32 d;
+  if (BF16) asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+  else asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+  return d;
+}
+// The max and the sum over the four lanes of a quad (lanes 4 q .. 4 q + 3 share the accumulator rows).
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
 // ---- accumulator store ----
@@ -306,12 +376,20 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
     if (warp >= 4 && warp < 8) {  // role 1: 4 warps, setmaxnreg 256
       const bool leader = warp == 4 && elect_one();  // issues the role's single-thread work and arrivals
       int pending_3 = -1;  // mma.1's iteration whose completion signals wait for the next commit
-      float acc_mma_0[1][64];
-      for (int r = 0; r < 1; ++r)
-        for (int j = 0; j < 64; ++j) acc_mma_0[r][j] = 0.0f;
-      float acc_mma_1[1][64];
-      for (int r = 0; r < 1; ++r)
-        for (int j = 0; j < 64; ++j) acc_mma_1[r][j] = 0.0f;
+      float r_mma_0[1][1][64];  // mma.0: 1 copy of this thread's fragments
+#pragma unroll
+      for (int c = 0; c < 1; ++c)
+#pragma unroll
+        for (int g = 0; g < 1; ++g)
+#pragma unroll
+          for (int j = 0; j < 64; ++j) r_mma_0[c][g][j] = 0.0f;
+      float r_mma_1[1][1][64];  // mma.1: 1 copy of this thread's fragments
+#pragma unroll
+      for (int c = 0; c < 1; ++c)
+#pragma unroll
+        for (int g = 0; g < 1; ++g)
+#pragma unroll
+          for (int j = 0; j < 64; ++j) r_mma_1[c][g][j] = 0.0f;
       for (int k = 1; k < trips + 1; ++k) {
         {  // mma.0 (stage 1, offset 166)
           const int i = k - 1;
@@ -324,7 +402,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
               wgmma_fence();
 #pragma unroll
               for (int ks = 0; ks < 4; ++ks) {
-                wgmma_m64n128k16_f32_bf16_ss(acc_mma_0[0], wgmma_desc_k(a_tile + 0, ks), wgmma_desc_k(b_tile, ks), (i > 0 || ks > 0) ? 1 : 0);
+                wgmma_m64n128k16_f32_bf16_ss(r_mma_0[0][0], wgmma_desc_k(a_tile + (ks / 4) * 16384 + 0, ks % 4), wgmma_desc_k(b_tile + (ks / 4) * 16384, ks % 4), 1);
               }
               wgmma_commit();
             }
@@ -349,7 +427,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
               wgmma_fence();
 #pragma unroll
               for (int ks = 0; ks < 4; ++ks) {
-                wgmma_m64n128k16_f32_bf16_ss(acc_mma_1[0], wgmma_desc_k(a_tile + 8192, ks), wgmma_desc_k(b_tile, ks), (i > 0 || ks > 0) ? 1 : 0);
+                wgmma_m64n128k16_f32_bf16_ss(r_mma_1[0][0], wgmma_desc_k(a_tile + (ks / 4) * 16384 + 8192, ks % 4), wgmma_desc_k(b_tile + (ks / 4) * 16384, ks % 4), 1);
               }
               wgmma_commit();
             }
@@ -374,10 +452,10 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm_h100(const __grid_cons
         pending_3 = -1;
       }
       wgmma_wait<0>();
-      wgmma_fence_acc(acc_mma_0[0]);
-      store_acc_m64n<128>(acc_mma_0[0], C, N, m0 + 0, n0, M, N);
-      wgmma_fence_acc(acc_mma_1[0]);
-      store_acc_m64n<128>(acc_mma_1[0], C, N, m0 + 64, n0, M, N);
+      wgmma_fence_acc(r_mma_0[0][0]);
+      store_acc_m64n<128>(r_mma_0[0][0], C, N, m0 + 0, n0, M, N);
+      wgmma_fence_acc(r_mma_1[0][0]);
+      store_acc_m64n<128>(r_mma_1[0][0], C, N, m0 + 64, n0, M, N);
     }
   }
 

@@ -50,7 +50,7 @@ class EmitResult:
             lines.append(f"  role {role['id']}: warps {role['warps'][0]}..{role['warps'][1] - 1}, setmaxnreg "
                          f"{role['setmaxnreg']} (needs {role['needs']}): {', '.join(role['ops'])}")
         lines.append(f"  {len(m['barriers'])} mbarrier arrays, {sum(b['slots'] for b in m['barriers'])} mbarriers")
-        if "compile" in m:
+        if "compile" in m and "error" not in m["compile"]:
             c = m["compile"]
             classes = ", ".join(f"{name} {count}" for name, count in c["sass_classes"].items()
                                 if name in SHOWN_SASS)
@@ -71,7 +71,7 @@ class EmitResult:
         return "\n".join(lines)
 
 
-SHOWN_SASS = ("UTMALDG", "HGMMA", "UTCHMMA", "UTCBAR", "LDTM", "SYNCS", "USETMAXREG", "WARPGROUP")
+SHOWN_SASS = ("UTMALDG", "HGMMA", "UTCHMMA", "UTCBAR", "LDTM", "SYNCS", "USETMAXREG", "WARPGROUP", "MUFU")
 
 
 def kernel_name(instance: Instance) -> str:

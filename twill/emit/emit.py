@@ -47,9 +47,10 @@ def render_source(kernel: Kernel) -> str:
     return text
 
 
-def wgmma_wrapper(n: int, dtype: str) -> str:
-    """The sm90a wgmma.mma_async wrapper for one (n, dtype), as the kernels get it."""
-    return environment().from_string('{% import "wgmma.j2" as W %}{{ W.wgmma_ss(n, dtype) }}').render(n=n, dtype=dtype)
+def wgmma_wrapper(n: int, dtype: str, form: str = "ss", b_mn_major: bool = False) -> str:
+    """The sm90a wgmma.mma_async wrapper for one (n, dtype, form, B major-ness), as the kernels get it."""
+    return environment().from_string('{% import "wgmma.j2" as W %}{{ W.wgmma(n, dtype, form, mn) }}').render(
+        n=n, dtype=dtype, form=form, mn=b_mn_major)
 
 
 def render_launcher(kernel: Kernel) -> str:

@@ -76,11 +76,15 @@ class Load:
 
 @dataclass(frozen=True)
 class Mma:
-    """An MMA: D[rows, n] += A[rows, k] B[n, k]^T, A and B read from the slots of ops ``a`` and ``b``."""
+    """An MMA: D[rows, n] += A[rows, k] B[n, k]^T, A and B read from the slots of ops ``a`` and ``b``
+    (A from registers where ``a`` is a register value); B is stored n x k (K-major) or, with
+    ``b_mn_major``, k x n (FA's V in PV = P V)."""
 
     a: str
     b: str
     row: int                            # first row of A (and of the output) this part owns
+    a_rows: int                         # rows of the whole A tile in shared memory (0: A in registers)
+    b_mn_major: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class Family:
     """The interface the emitter and the host check read (GEMM and FA forward below)."""
 
     name = ""
-    device = True                       # op bodies exist for sm90a and sm100a (else the host twin only)
+    targets = ("sm90a", "sm100a", "host")  # the targets its op bodies exist for
     kinds = ("tma_load", "mma")         # the op kinds its bodies cover
     dtypes = ("bf16", "fp16")
     tolerance = 1e-5                    # max |twin - reference| / max(1, max |reference|), per 64 k-blocks
@@ -165,11 +169,15 @@ class Gemm(Family):
         return Load(base[-1], f"i * {self.block_k}", origin, 1, rows * self.block_k * ELEMENT_BYTES[self.dtype])
 
     def mma(self, base: str, part: int | None) -> Mma:
-        return Mma("loadA", "loadB", (part or 0) * self.rows(base))
+        return Mma("loadA", "loadB", (part or 0) * self.rows(base), self.block_m)
 
     def register_elements(self, base: str) -> int:
         """fp32 elements of one copy of a register value, over the whole role (the host twin's array)."""
         return self.rows(base) * self.block_n
+
+    def fragment(self, base: str) -> tuple[str, int]:
+        """sm90a: (C type, elements) of the accumulator one thread holds per 64-row group (docs/emit.md)."""
+        return "float", self.block_n // 2
 
     def tolerance_for(self, trips: int) -> float:
         return self.tolerance * max(1, trips)   # fp32 sums of ``trips`` k-blocks in another order
@@ -192,7 +200,7 @@ class Gemm(Family):
 
 class FlashForward(Family):
     name = "fa-fwd"
-    device = False
+    targets = ("sm90a", "host")
     kinds = ("tma_load", "mma", "scale", "rowmax", "exp2", "rowsum", "convert")
     tolerance = 2e-2                    # P is rounded to 16 bits before PV, as on the device
     in_place = {"mask": "qk", "rescale": "pv"}
@@ -209,12 +217,23 @@ class FlashForward(Family):
 
     def mma(self, base: str, part: int | None) -> Mma:
         row = (part or 0) * self.rows(base)
-        return Mma("Q", "loadK", row) if base == "qk" else Mma("convert", "loadV", row)
+        if base == "qk":
+            return Mma("Q", "loadK", row, self.block_m)
+        return Mma("convert", "loadV", row, 0, b_mn_major=True)
 
     def register_elements(self, base: str) -> int:
         rows = self.rows(base)
         return {"qk": rows * self.block_n, "convert": rows * self.block_n, "pv": rows * self.head_dim,
                 "rowmax": 2 * rows, "alpha": rows, "rowsum": rows}[base]
+
+    def fragment(self, base: str) -> tuple[str, int]:
+        """sm90a: (C type, elements) one thread holds of a register value, per 64-row group of its
+        part. A thread owns two rows of each group (the wgmma accumulator layout, docs/emit.md): S
+        and P (fp32) and O are accumulator fragments; P in 16 bits is packed in pairs, as wgmma's A
+        operand; m keeps (m_old, m_new) for both rows; alpha and the thread's partial l one per row."""
+        return {"qk": ("float", self.block_n // 2), "convert": ("u32", self.block_n // 4),
+                "pv": ("float", self.head_dim // 2), "rowmax": ("float", 4), "alpha": ("float", 2),
+                "rowsum": ("float", 2)}[base]
 
     def check(self) -> None:
         super().check()

@@ -123,6 +123,19 @@ class Operand:
 
 
 @dataclass
+class LocalWait:
+    """Wait until op ``name`` of iteration i - ``distance`` (same role, asynchronous) has completed.
+
+    ``after``: the role's asynchronous issues between that instance and this step, as (kernel
+    iterations back, stage) pairs; one counts when its own loop iteration k - back - stage is in
+    [0, trips). sm90a waits for "at most that many wgmma groups pending" (in-order completion)."""
+
+    name: str
+    distance: int
+    after: list[tuple[int, int]]
+
+
+@dataclass
 class StepContext:
     step: Step
     kind: str
@@ -130,13 +143,13 @@ class StepContext:
     base: str
     part: int | None
     waits: list[Item]
-    local_waits: list[tuple[str, int]]   # (op name, distance)
+    local_waits: list[LocalWait]
     signals: list[Item]
     binding: Any = None                  # the family's Load / Mma for this op
     operands: dict[str, Operand] = field(default_factory=dict)
     tmem_column: int | None = None       # tcgen05 accumulator column
-    accumulator: str | None = None       # C identifier of a register accumulator
     deferred: bool = False               # sm90a: its completion signals wait for the role's next commit
+    form: str = "ss"                     # mma: "rs" where A is a register value (sm90a wgmma)
     reads: list[dict[str, str]] = field(default_factory=list)   # per unrolled position: input base -> register copy
     writes: list[str | None] = field(default_factory=list)      # per unrolled position: the copy it writes
 
@@ -166,7 +179,7 @@ class RoleContext:
     role: RoleProgram
     first_warp: int
     steps: list[StepContext]
-    accumulators: list[StepContext]       # register accumulators this role holds (stored by its epilogue)
+    accumulators: list[StepContext]       # MMAs accumulating in this role's registers (stored by its epilogue)
     sync_barrier: int = 0                 # named barrier that syncs the role's warps (0 is __syncthreads)
     unroll: int = 1                       # the loop body is printed this many times (register rings)
     storages: list[Storage] = field(default_factory=list)
@@ -222,9 +235,10 @@ class Kernel:
         return [role for group in self.warpgroups for role in group.roles]
 
     @property
-    def wgmma_shapes(self) -> list[tuple[int, str]]:
-        """The (n, dtype) of every MMA: one wgmma wrapper each (sm90a)."""
-        return sorted({(s.args["n"], s.args["dtype"]) for r in self.roles for s in r.steps if s.kind == "mma"})
+    def wgmma_shapes(self) -> list[tuple[int, str, str, bool]]:
+        """The (n, dtype, form, B MN-major) of every MMA: one wgmma wrapper each (sm90a)."""
+        return sorted({(s.args["n"], s.args["dtype"], s.form, s.binding.b_mn_major)
+                       for r in self.roles for s in r.steps if s.kind == "mma"})
 
     @property
     def grid_c(self) -> tuple[str, ...]:
@@ -249,9 +263,9 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
         raise EmitError(f"no kernel family {loop.name!r} to emit (known: {', '.join(FAMILIES)})", field="name")
     parts = part_counts(loop)
     family = family_type(instance.params, parts)
-    if target != "host" and not family.device:
-        raise EmitError(f"kernel family {loop.name!r} has op bodies for the host twin only so far: pass --target "
-                        "host", field="--target")
+    if target not in family.targets:
+        raise EmitError(f"kernel family {loop.name!r} has no op bodies for {target} yet (emitted: "
+                        f"{', '.join(family.targets)})", field="--target")
     try:
         family.check()
     except Unsupported as error:
@@ -380,7 +394,7 @@ class _Layout:
         waits = [Item(rings[w.channel], w.barrier, w.distance) for w in step.waits]
         signals = [Item(rings[s.channel], s.barrier, s.distance, self._how(step, s, rings)) for s in step.signals]
         ctx = StepContext(step, kind, args, base, part, waits,
-                          [(loop.ops[w.op].name, w.distance) for w in step.local_waits], signals)
+                          [LocalWait(loop.ops[w.op].name, w.distance, []) for w in step.local_waits], signals)
         if kind == "tma_load":
             ctx.binding = self.family.load(base)
         elif kind == "mma":
@@ -392,10 +406,8 @@ class _Layout:
                     crossing = ch is not None and self.program.schedule.roles[e.dst] != ch.producer_role
                     slots = rings[ch.id].slots if crossing else program.values[e.src].depth
                     ctx.operands[split_name(loop.ops[e.src].name)[0]] = Operand(offset, size, slots, e.distance)
-            if step.op in tmem_column:
-                ctx.tmem_column = tmem_column[step.op]
-            else:
-                ctx.accumulator = "acc_" + step.name.replace(".", "_")
+            ctx.form = "ss" if ctx.binding.a_rows else "rs"
+            ctx.tmem_column = tmem_column.get(step.op)
         return ctx
 
     def _how(self, step: Step, signal: Signal, rings: list[Ring]) -> str:
@@ -442,6 +454,7 @@ class _Layout:
             sc.reads = [{split_name(self.loop.ops[e.src].name)[0] + ("'" if e.distance else ""):
                          registers.copy(role, u, sc.step.stage, e.src, e.distance) for e in inputs}
                         for u in range(unroll)]
+        _count_issues_between(contexts)
         storages = [Storage(registers.name(v), registers.depth(v), *split_name(self.loop.ops[v].name))
                     for v in registers.storages(role)]
         readers = {sc.binding.a for sc in contexts if sc.kind == "mma"}
@@ -452,10 +465,27 @@ class _Layout:
             slots = {ring.channel.id: ring.slots for ring in self.rings}
             for op in deferrable(self.program, role, commits, held, slots):
                 steps[op].deferred = True
-        accumulators = [c for c in contexts if c.accumulator and self.loop.ops[c.step.op].accumulator]
+        accumulators = [c for c in contexts
+                        if c.kind == "mma" and c.tmem_column is None and self.loop.ops[c.step.op].accumulator]
         return RoleContext(role, first_warp, contexts, accumulators, unroll=unroll, storages=storages,
                            loads_resident=any(sc.kind == "tma_load" for sc in contexts) and bool(self.family.resident),
                            reads_resident=bool(readers & set(self.family.resident)))
+
+
+def _count_issues_between(steps: list[StepContext]) -> None:
+    """Fill each local wait's ``after``. Step j of kernel iteration k - c runs before step j' of
+    k - c' when (c, -j) > (c', -j'); the awaited instance is step w at back = stage + distance -
+    its stage, so the issues after it and before this step (0, x) are the MMA steps in between."""
+    index = {sc.step.name: j for j, sc in enumerate(steps)}
+    for x, sc in enumerate(steps):
+        for wait in sc.local_waits:
+            w = index[wait.name]
+            back = sc.step.stage + wait.distance - steps[w].step.stage
+            if (back, -w) <= (0, -x):
+                raise EmitError(f"op {sc.step.name!r} waits for {wait.name!r}, which its role issues later",
+                                field="roles")
+            wait.after = [(c, steps[j].step.stage) for c in range(back, -1, -1) for j in range(len(steps))
+                          if steps[j].kind == "mma" and (c, -j) < (back, -w) and (c, -j) > (0, -x)]
 
 
 def smem_capacity(instance: Instance) -> int:
