@@ -40,6 +40,7 @@ def manifest(**changes) -> dict:
             {"name": "B", "kind": "tensor_map", "dtype": "bf16", "shape": ["N", "K"], "box": [64, 128], "swizzle": 128},
             {"name": "C", "kind": "output", "dtype": "fp32", "shape": ["M", "N"]},
             {"name": "M", "kind": "int"}, {"name": "N", "kind": "int"}, {"name": "K", "kind": "int"}],
+        "size_rules": {"K": {"multiple_of": 64, "param": "block_k"}},
         "schedule": {"ii": 512, "stages": 2, "optimal": True},
     }
     data.update(changes)

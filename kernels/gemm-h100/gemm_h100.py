@@ -5,15 +5,18 @@ installed, torch. It reads ``manifest.json`` beside this file at import time; it
 kernel is loaded (``load()`` or the first launch), never at import.
 
     import gemm_h100
-    C = gemm_h100.run(A, B)              # torch CUDA tensors: launched on the current stream, not synchronized
-    C = gemm_h100.run(A_np, B_np)        # numpy arrays: copied to the GPU, run synchronously, copied back
+    out = gemm_h100.run(*inputs)          # torch CUDA tensors: launched on the current stream, not synchronized
+    out = gemm_h100.run(*numpy_inputs)    # numpy arrays: copied to the GPU, run synchronously, copied back
     kernel = gemm_h100.load(device=0)
-    kernel(A=A, B=B, C=C, stream=s)         # keyed by the manifest's argument names
+    kernel(stream=s, **tensors)             # keyed by the manifest's argument names
 
 Arguments follow the manifest's "arguments", in order: a ``tensor_map`` argument is passed as a CUtensorMap by
 value (built here with cuTensorMapEncodeTiled), an ``output`` as a device pointer, an ``int`` as an int whose value
-comes from the tensors' shapes. For the GEMM: C[M, N] = A[M, K] @ B[N, K]^T, A and B row-major with K contiguous,
-C fp32. numpy inputs carry bf16 as uint16 bit patterns (numpy has no bfloat16) and fp16 as float16.
+comes from the tensors' shapes; "size_rules" say which sizes the kernel needs (multiples of a block, a head_dim).
+GEMM: C[M, N] = A[M, K] @ B[N, K]^T, A and B row-major with K contiguous, C fp32: ``C = run(A, B)``.
+FlashAttention forward: Q (B, SQ, H, D), K and V (B, SK, H, D) as FlashAttention takes them, O (B, SQ, H, D) and
+the base-2 log-sum-exp LSE (B, H, SQ), both fp32: ``O, LSE = run(Q, K, V)``.
+numpy inputs carry bf16 as uint16 bit patterns (numpy has no bfloat16) and fp16 as float16.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ _SWIZZLE = {0: "CU_TENSOR_MAP_SWIZZLE_NONE", 32: "CU_TENSOR_MAP_SWIZZLE_32B",
             64: "CU_TENSOR_MAP_SWIZZLE_64B", 128: "CU_TENSOR_MAP_SWIZZLE_128B"}
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv}
-_NAMES = ("M", "N", "K")
+_NAMES = tuple(a["name"] for a in ARGUMENTS if a["kind"] == "int")   # what size expressions may name
+_RULES = MANIFEST.get("size_rules", {})
 
 
 def _check_manifest() -> None:
@@ -83,17 +87,16 @@ def _check_manifest() -> None:
     for arg in ARGUMENTS:
         if arg["kind"] == "int" and arg["name"] not in shaped:
             raise ImportError(f"{where}: int argument {arg['name']} is no dimension of an input")
-    if len(OUTPUTS) != 1:
-        raise ImportError(f"{where}: expected exactly one output argument, found {len(OUTPUTS)}")
+    if not OUTPUTS:
+        raise ImportError(f"{where}: no output argument")
 
 
 _check_manifest()
-_OUTPUT = next(arg for arg in ARGUMENTS if arg["kind"] == "output")
 
 
 def evaluate(expression: str, sizes: dict[str, int]) -> int:
-    """Exact integer value of a manifest expression such as "ceil(M / 128)"; only M, N, K, numbers,
-    + - * / //, parentheses and ceil() are allowed (parsed, never eval'd)."""
+    """Exact integer value of a manifest expression such as "ceil(M / 128)"; only the int arguments' names,
+    numbers, + - * / //, parentheses and ceil() are allowed (parsed, never eval'd)."""
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as exc:
@@ -120,7 +123,8 @@ def _evaluate(node: ast.expr, sizes: dict[str, int], expression: str) -> Fractio
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ceil"
             and len(node.args) == 1 and not node.keywords):
         return Fraction(math.ceil(_evaluate(node.args[0], sizes, expression)))
-    raise ValueError(f"{expression!r}: only M, N, K, numbers, + - * / //, parentheses and ceil() are allowed")
+    raise ValueError(f"{expression!r}: only {', '.join(_NAMES)}, numbers, + - * / //, parentheses and ceil() are "
+                     "allowed")
 
 
 def grid(**sizes: int) -> tuple[int, int, int]:
@@ -171,8 +175,8 @@ def _bind_shape(arg: dict, shape, sizes: dict[str, int], origin: dict[str, str])
 
 
 def validate(tensors: dict) -> dict[str, int]:
-    """Check tensors (keyed by argument name; the output may be None) against the manifest and return the sizes
-    {M, N, K}. Raises TypeError/ValueError; it never touches the CUDA driver."""
+    """Check tensors (keyed by argument name; outputs may be None) against the manifest and return the sizes
+    (GEMM: M, N, K). Raises TypeError/ValueError; it never touches the CUDA driver."""
     unknown = sorted(set(tensors) - set(INPUTS) - set(OUTPUTS))
     missing = [name for name in INPUTS if tensors.get(name) is None]
     if unknown or missing:
@@ -193,15 +197,23 @@ def validate(tensors: dict) -> dict[str, int]:
             _bind_shape(arg, x.shape, sizes, origin)
     if library == "torch" and len({x.device for x in given.values()}) > 1:
         raise ValueError("all tensors must be on the same device")
-    block_k = MANIFEST["params"]["block_k"]
-    if sizes["K"] % block_k:
-        raise ValueError(f"K={sizes['K']} is not a multiple of block_k={block_k}")
+    for dim, rule in _RULES.items():
+        value, param = sizes[dim], rule["param"]
+        if "multiple_of" in rule and value % rule["multiple_of"]:
+            raise ValueError(f"{dim}={value} is not a multiple of {param}={rule['multiple_of']}")
+        if "equals" in rule and value != rule["equals"]:
+            raise ValueError(f"{dim}={value}, but the kernel was emitted for {param}={rule['equals']}")
     return sizes
 
 
-def _output_shape(sizes: dict[str, int]) -> tuple[int, ...]:
-    """Shape of the output argument for these sizes."""
-    return tuple(sizes[dim] for dim in _OUTPUT["shape"])
+def _output_shape(arg: dict, sizes: dict[str, int]) -> tuple[int, ...]:
+    """Shape of an output argument for these sizes."""
+    return tuple(sizes[dim] for dim in arg["shape"])
+
+
+def _outputs(values: list):
+    """One output as itself, several as a tuple in manifest order."""
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def _check(call: str, result):
@@ -324,7 +336,7 @@ class Kernel:
             _check("cuCtxPopCurrent", driver.cuCtxPopCurrent())
 
     def __call__(self, stream=None, **tensors):
-        """Run on tensors keyed by argument name (the output may be omitted) and return the output. torch: on
+        """Run on tensors keyed by argument name (outputs may be omitted) and return the output(s). torch: on
         `stream` (default: torch's current stream), asynchronously; numpy: synchronously, `stream` unused."""
         sizes = validate(tensors)
         if _library(tensors[INPUTS[0]]) == "numpy":
@@ -332,25 +344,28 @@ class Kernel:
         return self._run_torch(tensors, sizes, stream)
 
     def _run_torch(self, tensors: dict, sizes: dict[str, int], stream):
-        """Launch on torch tensors; allocates the output if it is not given."""
+        """Launch on torch tensors; allocates the outputs that are not given."""
         device = tensors[INPUTS[0]].device
         if device.index != self.device:
             raise ValueError(f"the tensors are on {device} but this kernel was loaded for device {self.device}")
-        output = tensors.get(OUTPUTS[0])
-        if output is None:
-            dtype = getattr(torch, _DTYPES[_OUTPUT["dtype"]].torch)
-            output = torch.empty(_output_shape(sizes), dtype=dtype, device=device)
+        outputs = []
+        for arg in (a for a in ARGUMENTS if a["kind"] == "output"):
+            output = tensors.get(arg["name"])
+            if output is None:
+                dtype = getattr(torch, _DTYPES[arg["dtype"]].torch)
+                output = torch.empty(_output_shape(arg, sizes), dtype=dtype, device=device)
+            outputs.append(output)
         pointers = {name: x.data_ptr() for name, x in tensors.items() if x is not None}
-        pointers[OUTPUTS[0]] = output.data_ptr()
+        pointers.update({name: x.data_ptr() for name, x in zip(OUTPUTS, outputs)})
         if stream is None:
             stream = torch.cuda.current_stream(device)
         self._launch(pointers, sizes, getattr(stream, "cuda_stream", stream))
-        return output
+        return _outputs(outputs)
 
-    def _run_numpy(self, tensors: dict, sizes: dict[str, int]) -> np.ndarray:
-        """Copy numpy inputs to the device, launch on the null stream, wait, copy the output back, free."""
-        output = tensors.get(OUTPUTS[0])
-        result = np.empty(_output_shape(sizes), dtype=_DTYPES[_OUTPUT["dtype"]].numpy)
+    def _run_numpy(self, tensors: dict, sizes: dict[str, int]):
+        """Copy numpy inputs to the device, launch on the null stream, wait, copy the outputs back, free."""
+        results = {a["name"]: np.empty(_output_shape(a, sizes), dtype=_DTYPES[a["dtype"]].numpy)
+                   for a in ARGUMENTS if a["kind"] == "output"}
         buffers: dict[str, _DeviceBuffer] = {}
         with self.load()._current():
             try:
@@ -358,20 +373,25 @@ class Kernel:
                     array = np.ascontiguousarray(tensors[name])
                     buffers[name] = _DeviceBuffer(array.nbytes)
                     buffers[name].upload(array)
-                buffers[OUTPUTS[0]] = _DeviceBuffer(result.nbytes)
+                for name, result in results.items():
+                    buffers[name] = _DeviceBuffer(result.nbytes)
                 self._launch({name: int(b.pointer) for name, b in buffers.items()}, sizes, 0)
                 _check("kernel execution (cuStreamSynchronize)", driver.cuStreamSynchronize(driver.CUstream(0)))
-                buffers[OUTPUTS[0]].download(result)
+                for name, result in results.items():
+                    buffers[name].download(result)
             finally:
                 for buffer in buffers.values():
                     buffer.free()
-        if output is None:
-            return result
-        output[...] = result
-        return output
+        outputs = []
+        for name, result in results.items():
+            given = tensors.get(name)
+            if given is not None:
+                given[...] = result
+            outputs.append(result if given is None else given)
+        return _outputs(outputs)
 
     def _launch(self, pointers: dict[str, int], sizes: dict[str, int], stream) -> None:
-        """cuLaunchKernel with the manifest's grid, block and dynamic shared memory (nothing for an empty output)."""
+        """cuLaunchKernel with the manifest's grid, block and dynamic shared memory (nothing for an empty grid)."""
         dims = grid(**sizes)
         if 0 in dims:
             return
@@ -395,13 +415,20 @@ def load(device: int = 0) -> Kernel:
 
 
 def run(*inputs, out=None, stream=None):
-    """Output of the kernel on positional inputs in manifest order; for the GEMM: C = run(A, B), C = A @ B^T.
-    torch CUDA tensors run asynchronously on `stream` (default: the current stream) and return a torch tensor;
-    numpy arrays run synchronously on device 0 and return a numpy array. `out` receives the result if given."""
+    """Output(s) of the kernel on positional inputs in manifest order: GEMM C = run(A, B) (C = A @ B^T);
+    FlashAttention forward O, LSE = run(Q, K, V). torch CUDA tensors run asynchronously on `stream` (default: the
+    current stream) and return torch tensors; numpy arrays run synchronously on device 0 and return numpy arrays.
+    `out` (one array, or a tuple with one per output) receives the results if given."""
     if len(inputs) != len(INPUTS):
         raise TypeError(f"run() takes {len(INPUTS)} inputs ({', '.join(INPUTS)}), got {len(inputs)}")
     tensors = dict(zip(INPUTS, inputs))
-    tensors[OUTPUTS[0]] = out
+    if out is None:
+        given = (None,) * len(OUTPUTS)
+    else:
+        given = out if isinstance(out, tuple) else (out,)
+    if len(given) != len(OUTPUTS):
+        raise TypeError(f"out takes {len(OUTPUTS)} arrays ({', '.join(OUTPUTS)}), got {len(given)}")
+    tensors.update(zip(OUTPUTS, given))
     first = inputs[0]
     device = (first.device.index or 0) if _library(first) == "torch" else 0
     return _kernel(device)(stream=stream, **tensors)  # validates before it touches the driver

@@ -88,6 +88,7 @@ def manifest(kernel: Kernel, schedule_info: dict[str, Any]) -> dict[str, Any]:
                     + ([{"channel": "accumulators", "barrier": "full", "slots": 1, "arrivals": 1, "tx_bytes": 0,
                          "offset": kernel.acc_barrier}] if kernel.acc_barrier is not None else []),
         "arguments": [a.manifest() for a in family.arguments],
+        "size_rules": family.size_rules,
         "schedule": {"ii": program.ii, "stages": program.schedule.stages, **schedule_info},
     }
 

@@ -12,11 +12,13 @@ swizzle; a tile wider than that is ``boxes`` such boxes side by side, each ``row
   ``y * block_n``; loop iteration i is the k-block ``i * block_k``; trip count K / block_k.
   ``loadA``/``loadB`` fetch the (block_m | block_n) x block_k boxes of A and B; part p of a sub-tiled
   ``mma`` owns rows ``p * block_m / parts`` of the tile; the epilogue stores each part's accumulator.
-* ``fa-fwd`` (one head; S query rows and S keys, d = head_dim): CTA x owns query rows
-  ``x * block_m``; loop iteration i is the KV block ``i * block_n``; trip count S / block_n, or up to
-  the diagonal block when causal. Q is loaded once before the loop (a resident tile); ``loadK`` /
-  ``loadV`` fetch K_i, V_i. The ops are the simulator's (online softmax in base 2, scale
-  c = log2(e) / sqrt(d)); after the loop O / l and the base-2 log-sum-exp c m + log2(l) are stored.
+* ``fa-fwd``: Q, K, V of shape (B, S, H, d) (FlashAttention's layout, d = head_dim), SQ query
+  rows and SK keys per (batch, head). CTA (x, h, b) owns query rows ``x * block_m`` of head h of
+  batch b; loop iteration i is the KV block ``i * block_n``; trip count SK / block_n, or up to the
+  diagonal block when causal. Q is loaded once before the loop (a resident tile); ``loadK`` /
+  ``loadV`` fetch K_i, V_i (4-D boxes, one head). The ops are the simulator's (online softmax in
+  base 2, scale c = log2(e) / sqrt(d)); after the loop O / l (fp32, (B, SQ, H, d)) and the base-2
+  log-sum-exp c m + log2(l) (fp32, (B, H, SQ)) are stored.
 """
 
 from __future__ import annotations
@@ -64,14 +66,19 @@ class Argument:
 
 @dataclass(frozen=True)
 class Load:
-    """A TMA load of ``boxes`` boxes of ``tensor``: box b at (``inner`` + 64 b, ``outer``), C
-    expressions of the loop iteration ``i``; ``bytes`` in all."""
+    """A TMA load of ``boxes`` boxes of ``tensor``: box b at coordinates ``coords`` (innermost first, C
+    expressions of the loop iteration ``i``) with 64 b added to the innermost; ``bytes`` in all."""
 
     tensor: str
-    inner: str
-    outer: str
+    coords: tuple[str, ...]
     boxes: int
     bytes: int
+
+    @property
+    def box_coords(self) -> list[tuple[str, ...]]:
+        """Each box's coordinates: 64 b more elements along the innermost dimension."""
+        first, rest = self.coords[0], self.coords[1:]
+        return [(f"{first} + {BOX_ELEMENTS * b}" if b else first, *rest) for b in range(self.boxes)]
 
 
 @dataclass(frozen=True)
@@ -163,10 +170,15 @@ class Gemm(Family):
             raise Unsupported("block_k", f"block_k = {self.block_k} gives {row_bytes}-byte rows; the 128-byte swizzle "
                                          f"the op bodies use needs 128 (block_k = {128 // ELEMENT_BYTES[self.dtype]})")
 
+    @property
+    def size_rules(self) -> dict[str, dict[str, Any]]:
+        """What the launcher checks of the sizes (manifest ``size_rules``): K whole k-blocks."""
+        return {"K": {"multiple_of": self.block_k, "param": "block_k"}}
+
     def load(self, base: str) -> Load:
         rows = {"loadA": self.block_m, "loadB": self.block_n}[base]
         origin = {"loadA": "m0", "loadB": "n0"}[base]
-        return Load(base[-1], f"i * {self.block_k}", origin, 1, rows * self.block_k * ELEMENT_BYTES[self.dtype])
+        return Load(base[-1], (f"i * {self.block_k}", origin), 1, rows * self.block_k * ELEMENT_BYTES[self.dtype])
 
     def mma(self, base: str, part: int | None) -> Mma:
         return Mma("loadA", "loadB", (part or 0) * self.rows(base), self.block_m)
@@ -211,7 +223,7 @@ class FlashForward(Family):
         self.causal = params["causal"]
         self.boxes = self.head_dim // BOX_ELEMENTS
         tile = self.head_dim * ELEMENT_BYTES[self.dtype]
-        self.resident = {"Q": Load("Q", "0", "q0", self.boxes, self.block_m * tile)}
+        self.resident = {"Q": Load("Q", ("0", "head", "q0", "batch"), self.boxes, self.block_m * tile)}
         self.constants = {"D": self.head_dim}
         self.initial = {"rowmax": "-INFINITY", "rowsum": "0.0f", "pv": "0.0f"}
 
@@ -250,18 +262,24 @@ class FlashForward(Family):
 
     @property
     def arguments(self) -> tuple[Argument, ...]:
-        box = (BOX_ELEMENTS, self.block_m)
-        kv = (BOX_ELEMENTS, self.block_n)
-        return (Argument("Q", "tensor_map", self.dtype, ("SQ", "D"), box, 128),
-                Argument("K", "tensor_map", self.dtype, ("SK", "D"), kv, 128),
-                Argument("V", "tensor_map", self.dtype, ("SK", "D"), kv, 128),
-                Argument("O", "output", "fp32", ("SQ", "D")),
-                Argument("LSE", "output", "fp32", ("SQ",)),
-                Argument("SQ", "int"), Argument("SK", "int"))
+        box = (BOX_ELEMENTS, 1, self.block_m, 1)        # innermost first: 64 of d, one head, block_m rows
+        kv = (BOX_ELEMENTS, 1, self.block_n, 1)
+        return (Argument("Q", "tensor_map", self.dtype, ("B", "SQ", "H", "D"), box, 128),
+                Argument("K", "tensor_map", self.dtype, ("B", "SK", "H", "D"), kv, 128),
+                Argument("V", "tensor_map", self.dtype, ("B", "SK", "H", "D"), kv, 128),
+                Argument("O", "output", "fp32", ("B", "SQ", "H", "D")),
+                Argument("LSE", "output", "fp32", ("B", "H", "SQ")),
+                Argument("SQ", "int"), Argument("SK", "int"), Argument("H", "int"), Argument("B", "int"))
 
     @property
     def grid(self) -> tuple[str, str, str]:
-        return f"ceil(SQ / {self.block_m})", "1", "1"
+        return f"ceil(SQ / {self.block_m})", "H", "B"
+
+    @property
+    def size_rules(self) -> dict[str, dict[str, Any]]:
+        """Whole KV blocks (the trip count drops a partial one) and the head_dim the kernel was emitted for."""
+        return {"SK": {"multiple_of": self.block_n, "param": "block_n"},
+                "D": {"equals": self.head_dim, "param": "head_dim"}}
 
     @property
     def trip_count(self) -> str:
@@ -276,34 +294,40 @@ class FlashForward(Family):
                     f": ((int)blockIdx.x * {bm} + {bm + bn - 1}) / {bn}"
         else:
             trips = f"SK / {bn}"
-        return (f"const int q0 = blockIdx.x * {bm};", f"const int trips = {trips};")
+        return (f"const int q0 = blockIdx.x * {bm};", "const int head = blockIdx.y, batch = blockIdx.z;",
+                f"const int trips = {trips};")
 
     def load(self, base: str) -> Load:
         tile = self.block_n * self.head_dim * ELEMENT_BYTES[self.dtype]
-        return Load(base[-1], "0", f"i * {self.block_n}", self.boxes, tile)
+        return Load(base[-1], ("0", "head", f"i * {self.block_n}", "batch"), self.boxes, tile)
 
     def twin_sizes(self, trips: int) -> dict[str, int]:
-        """``trips`` KV blocks; two query tiles (causal: as many query rows as keys, so the CTAs
-        run 1 .. trips blocks)."""
+        """``trips`` KV blocks, two batches of two heads, one and a half query tiles (the second ragged);
+        causal: one batch, and as many query rows as keys so the CTAs run 1 .. trips blocks."""
         keys = trips * self.block_n
-        return {"SQ": keys if self.causal else 2 * self.block_m, "SK": keys}
+        if self.causal:
+            return {"SQ": keys, "SK": keys, "H": 2, "B": 1}
+        return {"SQ": self.block_m + self.block_m // 2, "SK": keys, "H": 2, "B": 2}
 
     def inputs(self, rng: np.random.Generator, sizes: dict[str, int]) -> dict[str, np.ndarray]:
         def tensor(rows: int) -> np.ndarray:
-            return round_to(rng.standard_normal((rows, self.head_dim)).astype(np.float32), self.dtype)
+            shape = (sizes["B"], rows, sizes["H"], self.head_dim)
+            return round_to(rng.standard_normal(shape).astype(np.float32), self.dtype)
         return {"Q": tensor(sizes["SQ"]), "K": tensor(sizes["SK"]), "V": tensor(sizes["SK"])}
 
     def reference(self, inputs: dict[str, np.ndarray], sizes: dict[str, int]) -> dict[str, np.ndarray]:
-        q, k, v = (inputs[name].astype(np.float64) for name in "QKV")
-        if not len(k):
-            return {"O": np.zeros_like(q), "LSE": np.full(len(q), -np.inf)}
-        s = q @ k.T / math.sqrt(self.head_dim)
+        """Attention per (batch, head) in fp64: O (B, SQ, H, d) and the base-2 LSE (B, H, SQ)."""
+        q, k, v = (inputs[name].astype(np.float64).transpose(0, 2, 1, 3) for name in "QKV")   # (B, H, S, d)
+        if not k.shape[2]:
+            return {"O": np.zeros_like(inputs["Q"], dtype=np.float64), "LSE": np.full(q.shape[:3], -np.inf)}
+        s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(self.head_dim)
         if self.causal:
-            s = np.where(np.arange(len(k))[None, :] > np.arange(len(q))[:, None], -np.inf, s)
-        top = s.max(axis=1, keepdims=True)
+            s = np.where(np.arange(k.shape[2])[None, :] > np.arange(q.shape[2])[:, None], -np.inf, s)
+        top = s.max(axis=-1, keepdims=True)
         p = np.exp(s - top)
-        total = p.sum(axis=1, keepdims=True)
-        return {"O": (p / total) @ v, "LSE": (top[:, 0] + np.log(total[:, 0])) * math.log2(math.e)}
+        total = p.sum(axis=-1, keepdims=True)
+        o = (p / total) @ v
+        return {"O": o.transpose(0, 2, 1, 3), "LSE": (top[..., 0] + np.log(total[..., 0])) * math.log2(math.e)}
 
 
 FAMILIES = {family.name: family for family in (Gemm, FlashForward)}

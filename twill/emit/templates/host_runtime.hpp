@@ -22,6 +22,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <array>
 #include <vector>
 
 typedef uint32_t u32;
@@ -29,11 +30,12 @@ typedef uint64_t u64;
 
 struct Dim3 { int x, y, z; };
 
-// A TMA descriptor's host counterpart: a row-major 2-D tensor of 16-bit elements and its box.
+// A TMA descriptor's host counterpart: a row-major tensor of 16-bit elements (rank 2 to 4, unused
+// dimensions 1) and its box, innermost dimension first.
 struct CUtensorMap {
   const uint16_t* base;
-  int dims[2];      // {inner, outer} elements
-  int box[2];       // {inner, outer} elements
+  int dims[4];      // elements, innermost first
+  int box[4];       // elements, innermost first
   int swizzle;      // bytes: 128 (128-byte swizzle) or 0
 };
 
@@ -171,10 +173,12 @@ inline size_t box_offset(int row, int col, int row_bytes, int elem_bytes, int sw
   return swizzle == 128 ? offset ^ (((offset >> 7) & 7) << 4) : offset;
 }
 
-// cp.async.bulk.tensor.2d with mbarrier::complete_tx: the box at (c0, c1); out of bounds reads zero.
-// As on the device, the copy is asynchronous: a thread of its own lands the bytes and completes the
-// transaction, so nothing orders it with the issuing role or with other copies except the mbarrier.
-inline void tma_load_2d(void* dst, const CUtensorMap* map, u64* bar, int c0, int c1) {
+// cp.async.bulk.tensor.Nd with mbarrier::complete_tx: the box at coordinates c (innermost first);
+// out of bounds reads zero. The box lands densely, innermost dimension fastest, rows of box[0]
+// elements (swizzled), as on the device. As there, the copy is asynchronous: a thread of its own
+// lands the bytes and completes the transaction, so nothing orders it with the issuing role or with
+// other copies except the mbarrier.
+inline void tma_load(void* dst, const CUtensorMap* map, u64* bar, std::array<int, 4> c) {
   twin::Cta* cta = twin::cta;
   unsigned seed = twin::rng();
   std::lock_guard<std::mutex> lock(cta->copies_m);
@@ -183,15 +187,31 @@ inline void tma_load_2d(void* dst, const CUtensorMap* map, u64* bar, int c0, int
     twin::rng.seed(seed);
     twin::jitter();
     uint8_t* out = (uint8_t*)dst;
-    int row_bytes = map->box[0] * 2;
-    for (int r = 0; r < map->box[1]; ++r)
-      for (int c = 0; c < map->box[0]; ++c) {
-        int x = c0 + c, y = c1 + r;
-        uint16_t v = (x < map->dims[0] && y < map->dims[1]) ? map->base[(size_t)y * map->dims[0] + x] : 0;
-        std::memcpy(out + box_offset(r, c, row_bytes, 2, map->swizzle), &v, 2);
-      }
-    mbar_complete_tx(bar, (u32)(map->box[0] * map->box[1] * 2));
+    const int* d = map->dims;
+    const int* b = map->box;
+    int row_bytes = b[0] * 2, row = 0;
+    for (int z3 = 0; z3 < b[3]; ++z3)
+      for (int z2 = 0; z2 < b[2]; ++z2)
+        for (int z1 = 0; z1 < b[1]; ++z1, ++row)
+          for (int x = 0; x < b[0]; ++x) {
+            int p[4] = {c[0] + x, c[1] + z1, c[2] + z2, c[3] + z3};
+            bool inside = true;
+            size_t at = 0;
+            for (int k = 3; k >= 0; --k) {
+              inside = inside && p[k] >= 0 && p[k] < d[k];
+              at = at * (size_t)d[k] + (size_t)p[k];
+            }
+            uint16_t v = inside ? map->base[at] : 0;
+            std::memcpy(out + box_offset(row, x, row_bytes, 2, map->swizzle), &v, 2);
+          }
+    mbar_complete_tx(bar, (u32)(b[0] * b[1] * b[2] * b[3] * 2));
   });
+}
+inline void tma_load_2d(void* dst, const CUtensorMap* map, u64* bar, int c0, int c1) {
+  tma_load(dst, map, bar, {c0, c1, 0, 0});
+}
+inline void tma_load_4d(void* dst, const CUtensorMap* map, u64* bar, int c0, int c1, int c2, int c3) {
+  tma_load(dst, map, bar, {c0, c1, c2, c3});
 }
 
 inline float bf16_to_float(uint16_t v) {
