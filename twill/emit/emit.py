@@ -88,6 +88,7 @@ def manifest(kernel: Kernel, schedule_info: dict[str, Any]) -> dict[str, Any]:
                          "offset": kernel.acc_barrier}] if kernel.acc_barrier is not None else []),
         "arguments": [a.manifest() for a in family.arguments],
         "schedule": {"ii": program.ii, "stages": program.schedule.stages, **schedule_info},
+        **({"warnings": kernel.warnings} if kernel.warnings else {}),
     }
 
 
