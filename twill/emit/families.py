@@ -197,7 +197,23 @@ class Gemm(Family):
         return {"C": inputs["A"].astype(np.float64) @ inputs["B"].astype(np.float64).T}
 
 
-class FlashForward(Family):
+class Attention(Family):
+    """What FlashAttention's families share: head_dim-wide tiles of 128-byte boxes, the base-2 scale."""
+
+    def check(self) -> None:
+        super().check()
+        head_dim = self.params["head_dim"]
+        if head_dim % BOX_ELEMENTS:
+            raise Unsupported("head_dim", f"head_dim = {head_dim} is not a multiple of {BOX_ELEMENTS} (128-byte "
+                                          "TMA boxes)")
+
+    @property
+    def scale(self) -> float:
+        """c: exp2(c x) = exp(x / sqrt(d)), the base-2 softmax scale."""
+        return math.log2(math.e) / math.sqrt(self.params["head_dim"])
+
+
+class FlashForward(Attention):
     name = "fa-fwd"
     device = False
     kinds = ("tma_load", "mma", "scale", "rowmax", "exp2", "rowsum", "convert")
@@ -227,16 +243,8 @@ class FlashForward(Family):
 
     def check(self) -> None:
         super().check()
-        if self.head_dim % BOX_ELEMENTS:
-            raise Unsupported("head_dim", f"head_dim = {self.head_dim} is not a multiple of {BOX_ELEMENTS} (128-byte "
-                                          "TMA boxes)")
         if self.params["emulated"]:
             raise Unsupported("emulated", "the polynomial exp2 (exp_poly) has no op body yet")
-
-    @property
-    def scale(self) -> float:
-        """c: exp2(c x) = exp(x / sqrt(d)), the base-2 softmax scale."""
-        return math.log2(math.e) / math.sqrt(self.head_dim)
 
     @property
     def arguments(self) -> tuple[Argument, ...]:
@@ -296,7 +304,7 @@ class FlashForward(Family):
         return {"O": (p / total) @ v, "LSE": (top[:, 0] + np.log(total[:, 0])) * math.log2(math.e)}
 
 
-class FlashBackward(Family):
+class FlashBackward(Attention):
     """FA3's backward (specs/kernels/fa-bwd.yaml, the simulator's ``fa-bwd`` semantics): CTA x keeps the
     KV block ``x * block_n`` resident (K, V: loaded once) and loop iteration i is the query block
     ``i * block_m``; trip count SQ / block_m. Part p of s, p, dp, ds, convertP, convertDS, dv and dk
@@ -322,19 +330,11 @@ class FlashBackward(Family):
 
     def check(self) -> None:
         super().check()
-        if self.head_dim % BOX_ELEMENTS:
-            raise Unsupported("head_dim", f"head_dim = {self.head_dim} is not a multiple of {BOX_ELEMENTS} (128-byte "
-                                          "TMA boxes)")
         if self.block_m % BOX_ELEMENTS:
             raise Unsupported("block_m", f"block_m = {self.block_m} is not a multiple of {BOX_ELEMENTS}: P^T and dS^T "
                                          "rows are staged as 128-byte boxes")
         if self.head_dim % self.parts["dq"]:
             raise Unsupported("tiles", f"head_dim = {self.head_dim} does not split into {self.parts['dq']} dQ parts")
-
-    @property
-    def scale(self) -> float:
-        """c: exp2(c x) = exp(x / sqrt(d)), the base-2 softmax scale."""
-        return math.log2(math.e) / math.sqrt(self.head_dim)
 
     @property
     def sm_scale(self) -> float:
