@@ -16,7 +16,7 @@ import pytest
 from twill.emit import host, nvrtc
 from twill.emit.driver import emit_kernel, kernel_name
 from twill.emit.emit import emitted_files, source_name, write_directory
-from twill.emit.kernel import build_kernel
+from twill.emit.kernel import EmitError, build_kernel
 from twill.emit.lower import lower
 from twill.emit.program import Program
 from twill.model.hand_schedule import load_hand_schedule
@@ -202,7 +202,7 @@ def test_emit_refuses_a_spec_without_a_family_and_an_unwritable_directory(tmp_pa
     toy = str(ROOT / "specs/kernels/fig1-toy.yaml")
     result = CliRunner().invoke(app, ["emit", toy, "-m", "h100", "-o", str(tmp_path / "out"), "-t", "20"])
     assert result.exit_code == 2 and result.stderr == f"error: {toy}: name: no kernel family 'fig1-toy' to emit " \
-                                                      "(known: gemm, fa-fwd)\n"
+                                                      "(known: gemm, fa-fwd, fa-bwd)\n"
     (tmp_path / "file").write_text("")
     result = CliRunner().invoke(app, ["emit", str(GEMM), str(ROOT / "kernels/gemm-h100.schedule.yaml"), "-o",
                                       str(tmp_path / "file")])
@@ -367,3 +367,93 @@ def test_fa_forward_compiles_clean_for_sm90a(params, schedule, tmp_path):
     assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in result.manifest["warpgroups"])
     source = (tmp_path / "out" / "fa_fwd_h100.cu").read_text()
     assert "_rs_tb(" in source and "wgmma_desc_mn(" in source
+
+
+# --- register values staged through shared memory (host twin) ------------------------------------
+
+FA_BWD = ROOT / "specs/kernels/fa-bwd.yaml"
+
+
+def reviewed_program(spec: Path, path: str, params=None):
+    instance = load_instance(spec, "h100", params)
+    hand = review(instance.loop, load_hand_schedule(str(ROOT / path), instance.loop))
+    assert hand.valid
+    return instance, lower(instance.loop, hand.schedule)
+
+
+def staged(instance, program: Program) -> list[str]:
+    return [ch.name for ch in program.value_channels
+            if ch.memory == "smem" and instance.loop.ops[ch.producer].registers]
+
+
+def test_fa_forward_h100_optimum_stages_p_and_alpha_and_exchanges_l_under_tsan(tmp_path):
+    """The H100 optimum hands warpgroup 2's alpha and P to warpgroup 1 (rowsum.1) through shared
+    memory, and l back to warpgroup 2 for the epilogue; its layout is over the H100's shared memory
+    (the model counts neither barriers nor alignment slack): the twin runs it and says so."""
+    instance, program = reviewed_program(FA_FWD, "kernels/fa-fwd-h100.schedule.yaml")
+    assert staged(instance, program) == ["alpha.1", "exp.1"]
+    kernel = build_kernel(instance, program, "host", kernel_name(instance))
+    assert [(x.name, x.source_role, x.target_role) for x in kernel.exchanges] == [("rowsum.1", 1, 2)]
+    assert kernel.dynamic_smem == 233480 and kernel.warnings == [
+        "shared memory 233480 bytes (rings, barriers and 1024 bytes of alignment slack) exceeds the machine's "
+        "232448: a device target refuses this kernel"]
+    runs = twin_runs(instance, program, tmp_path, [0, 1, 3, 5], delay_seed=1)
+    assert all(run.ok and run.max_error < 2e-3 for run in runs), runs
+
+
+@pytest.mark.parametrize("schedule, step, channel", [
+    ("specs/schedules/fa3-bwd-h100.yaml", "storeDQ", "dq.0"),       # dQ_i read by the writer warp before it is staged
+    ("kernels/fa-bwd-h100.schedule.yaml", "dk.1", "convertDS.1"),   # dS^T read before it is converted over dP's slot
+])
+def test_a_staged_value_read_before_its_full_barrier_races(schedule, step, channel, tmp_path):
+    instance, program = reviewed_program(FA_BWD, schedule)
+    runs = twin_runs(instance, without_wait(program, step, channel), tmp_path, [4], delay_seed=1)
+    assert failed(runs) and failed(runs)[0].startswith("sanitizer"), failed(runs)
+
+
+def test_the_forward_optimums_p_wait_is_implied_by_its_order_tokens(tmp_path):
+    """Not every missing wait is a bug: on the H100 forward optimum, rowsum.1 of block i reads P after
+    rowmax.0 waited for rescale.1's token of block i, which warpgroup 2 passes after staging P; the
+    exp.1 full wait is implied, and the twin (rightly) stays clean without it."""
+    instance, program = reviewed_program(FA_FWD, "kernels/fa-fwd-h100.schedule.yaml")
+    runs = twin_runs(instance, without_wait(program, "rowsum.1", "exp.1"), tmp_path, [4], delay_seed=1)
+    assert all(run.ok for run in runs), runs
+
+
+# --- FlashAttention backward (host twin) ---------------------------------------------------------
+
+def test_fa_backward_twin_matches_numpy_on_fa3s_schedule_under_tsan(tmp_path):
+    """FA3's structure: each consumer warpgroup hands its dP ring slot, rewritten with 16-bit dS^T in
+    the operand layout, to the other one's dQ, and its dQ_i to the writer warp (TMA reduce-add)."""
+    instance, program = reviewed_program(FA_BWD, "specs/schedules/fa3-bwd-h100.yaml")
+    assert staged(instance, program) == ["dp.0", "dp.1", "dq.0", "dq.1"]
+    source = emitted_files(build_kernel(instance, program, "host", "fa_bwd_h100"), {})["fa_bwd_h100.cpp"]
+    assert "stage_boxed<true>(slot, r_dp_0[0].data(), 64, 64);" in source   # dS^T.0 for the other dQ
+    runs = twin_runs(instance, program, tmp_path, [0, 1, 2, 5], delay_seed=2)
+    assert all(run.ok and run.max_error < 5e-3 for run in runs), runs
+
+
+def test_fa_backward_twin_of_the_solved_h100_schedule_at_every_trip_count(tmp_path):
+    """The solved schedule computes dS of one half on another role than its dP (over dP's slot) and
+    converts it on a third: the twin follows the value through the slot, under ThreadSanitizer."""
+    instance = load_instance(FA_BWD, "h100")
+    path = "kernels/fa-bwd-h100.schedule.yaml"
+    hand = review(instance.loop, load_hand_schedule(str(ROOT / path), instance.loop))
+    result = emit_kernel(instance, hand.schedule, {}, "host", str(tmp_path / "out"), check=True, seed=2)
+    assert result.ok, result.text()
+    assert [run.trips for run in result.runs] == sorted({0, 1, 2, hand.schedule.stages - 1, hand.schedule.stages, 5,
+                                                         64})
+    assert all(run.max_error < 5e-3 for run in result.runs)
+
+
+def test_fa_backward_bad_params_are_one_line_errors(tmp_path):
+    from typer.testing import CliRunner
+    from twill.cli import app
+
+    schedule = str(ROOT / "specs/schedules/fa3-bwd-h100.yaml")
+    for args, message in ((["--target", "host", "--set", "block_m=32"], "error: --set block_m: block_m = 32 is not a "
+                                                                         "multiple of 64"),
+                          ([], "error: --target: kernel family 'fa-bwd' has no op bodies for sm90a yet")):
+        result = CliRunner().invoke(app, ["emit", str(FA_BWD), schedule, "-o", str(tmp_path / "out"), *args])
+        assert result.exit_code == 2 and result.stderr.startswith(message), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

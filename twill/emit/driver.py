@@ -60,6 +60,7 @@ class EmitResult:
                          + (f", setmaxnreg {c['setmaxnreg']}" if c["setmaxnreg"] else ""))
             lines.append(f"  SASS: {classes}")
             lines += [f"  ptxas: {code} {message}" for code, message in c["diagnostics"]]
+        lines += [f"warning: {w}" for w in self.kernel.warnings]
         lines += [f"error: {p}" for p in self.problems]
         if self.check_error:
             lines.append(f"error: host check: {self.check_error}")

@@ -90,6 +90,7 @@ def manifest(kernel: Kernel, schedule_info: dict[str, Any]) -> dict[str, Any]:
         "arguments": [a.manifest() for a in family.arguments],
         "size_rules": family.size_rules,
         "schedule": {"ii": program.ii, "stages": program.schedule.stages, **schedule_info},
+        **({"warnings": kernel.warnings} if kernel.warnings else {}),
     }
 
 

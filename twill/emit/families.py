@@ -19,6 +19,7 @@ swizzle; a tile wider than that is ``boxes`` such boxes side by side, each ``row
   ``loadV`` fetch K_i, V_i (4-D boxes, one head). The ops are the simulator's (online softmax in
   base 2, scale c = log2(e) / sqrt(d)); after the loop O / l (fp32, (B, SQ, H, d)) and the base-2
   log-sum-exp c m + log2(l) (fp32, (B, H, SQ)) are stored.
+* ``fa-bwd``: FA3's single-pass backward (``FlashBackward`` below).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from twill.sim.semantics import attention_backward
 
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 BOX_ELEMENTS = 64                      # 16-bit elements in one 128-byte swizzled row
@@ -46,14 +49,17 @@ class Argument:
     """A kernel argument, in the order of the C++ signature (manifest ``arguments``)."""
 
     name: str
-    kind: str                          # tensor_map | output | int
+    kind: str                          # tensor_map | input (fp32) | output (fp32) | int
     dtype: str | None = None
     shape: tuple[str, ...] = ()
     box: tuple[int, int] | None = None  # tensor_map: {inner, outer} elements
     swizzle: int = 0                    # tensor_map: bytes (128: 128-byte swizzle)
+    accumulated: bool = False           # output: the kernel adds into it (zeros before the launch)
 
     def manifest(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "kind": self.kind}
+        if self.accumulated:
+            data["accumulated"] = True
         if self.dtype:
             data["dtype"] = self.dtype
         if self.shape:
@@ -118,6 +124,7 @@ class Family:
     resident: dict[str, Load] = {}     # tiles loaded once before the loop, by the producer role
     constants: dict[str, int] = {}      # names in argument shapes that are not arguments
     initial: dict[str, str] = {}        # register value -> C value of every copy before the loop (loop-carried)
+    epilogue: dict[str, tuple[str, ...]] = {}  # op whose role stores an output -> the values it also reads then
 
     def __init__(self, params: dict[str, Any], parts: dict[str, int]):
         self.params, self.parts, self.dtype = params, parts, params["dtype"]
@@ -210,7 +217,23 @@ class Gemm(Family):
         return {"C": inputs["A"].astype(np.float64) @ inputs["B"].astype(np.float64).T}
 
 
-class FlashForward(Family):
+class Attention(Family):
+    """What FlashAttention's families share: head_dim-wide tiles of 128-byte boxes, the base-2 scale."""
+
+    def check(self) -> None:
+        super().check()
+        head_dim = self.params["head_dim"]
+        if head_dim % BOX_ELEMENTS:
+            raise Unsupported("head_dim", f"head_dim = {head_dim} is not a multiple of {BOX_ELEMENTS} (128-byte "
+                                          "TMA boxes)")
+
+    @property
+    def scale(self) -> float:
+        """c: exp2(c x) = exp(x / sqrt(d)), the base-2 softmax scale."""
+        return math.log2(math.e) / math.sqrt(self.params["head_dim"])
+
+
+class FlashForward(Attention):
     name = "fa-fwd"
     targets = ("sm90a", "host")
     kinds = ("tma_load", "mma", "scale", "rowmax", "exp2", "rowsum", "convert")
@@ -226,6 +249,7 @@ class FlashForward(Family):
         self.resident = {"Q": Load("Q", ("0", "head", "q0", "batch"), self.boxes, self.block_m * tile)}
         self.constants = {"D": self.head_dim}
         self.initial = {"rowmax": "-INFINITY", "rowsum": "0.0f", "pv": "0.0f"}
+        self.epilogue = {"pv": ("rowsum", "rowmax")}
 
     def mma(self, base: str, part: int | None) -> Mma:
         row = (part or 0) * self.rows(base)
@@ -235,7 +259,8 @@ class FlashForward(Family):
 
     def register_elements(self, base: str) -> int:
         rows = self.rows(base)
-        return {"qk": rows * self.block_n, "convert": rows * self.block_n, "pv": rows * self.head_dim,
+        tile, out = rows * self.block_n, rows * self.head_dim
+        return {"qk": tile, "mask": tile, "exp": tile, "convert": tile, "pv": out, "rescale": out,
                 "rowmax": 2 * rows, "alpha": rows, "rowsum": rows}[base]
 
     def fragment(self, base: str) -> tuple[str, int]:
@@ -249,16 +274,8 @@ class FlashForward(Family):
 
     def check(self) -> None:
         super().check()
-        if self.head_dim % BOX_ELEMENTS:
-            raise Unsupported("head_dim", f"head_dim = {self.head_dim} is not a multiple of {BOX_ELEMENTS} (128-byte "
-                                          "TMA boxes)")
         if self.params["emulated"]:
             raise Unsupported("emulated", "the polynomial exp2 (exp_poly) has no op body yet")
-
-    @property
-    def scale(self) -> float:
-        """c: exp2(c x) = exp(x / sqrt(d)), the base-2 softmax scale."""
-        return math.log2(math.e) / math.sqrt(self.head_dim)
 
     @property
     def arguments(self) -> tuple[Argument, ...]:
@@ -330,7 +347,140 @@ class FlashForward(Family):
         return {"O": o.transpose(0, 2, 1, 3), "LSE": (top[..., 0] + np.log(total[..., 0])) * math.log2(math.e)}
 
 
-FAMILIES = {family.name: family for family in (Gemm, FlashForward)}
+class FlashBackward(Attention):
+    """FA3's backward (specs/kernels/fa-bwd.yaml, the simulator's ``fa-bwd`` semantics): CTA x keeps the
+    KV block ``x * block_n`` resident (K, V: loaded once) and loop iteration i is the query block
+    ``i * block_m``; trip count SQ / block_m. Part p of s, p, dp, ds, convertP, convertDS, dv and dk
+    owns KV rows ``p * block_n / parts``, kept transposed (S^T, P^T, dP^T, dS^T: KV rows x queries);
+    part p of dq owns columns ``p * head_dim / parts`` of dQ_i. LSE (base 2, as the forward stores it)
+    and Delta = rowsum(dO * O) are fp32 inputs. storeDQ adds scale * dQ_i into the fp32 dQ (a TMA
+    reduce-add); after the loop the roles store dV and scale * dK, scale = 1 / sqrt(d)."""
+
+    name = "fa-bwd"
+    targets = ("host",)
+    kinds = ("tma_load", "mma", "exp2", "scale", "convert", "tma_reduce")
+    tolerance = 1e-2                    # P and dS are rounded to 16 bits before their MMAs, as on the device
+    in_place = {"ds": "dp", "convertP": "p", "convertDS": "ds"}   # dS over dP, 16-bit P over P, dS over dS
+
+    def __init__(self, params: dict[str, Any], parts: dict[str, int]):
+        super().__init__(params, parts)
+        self.block_m, self.block_n, self.head_dim = params["block_m"], params["block_n"], params["head_dim"]
+        self.boxes = self.head_dim // BOX_ELEMENTS
+        tile = self.block_n * self.head_dim * ELEMENT_BYTES[self.dtype]
+        kv = ("0", "head", "kv0", "batch")
+        self.resident = {"K": Load("K", kv, self.boxes, tile), "V": Load("V", kv, self.boxes, tile)}
+        self.constants = {"D": self.head_dim}
+        self.initial = {"dv": "0.0f", "dk": "0.0f"}
+
+    def check(self) -> None:
+        super().check()
+        if self.block_m % BOX_ELEMENTS:
+            raise Unsupported("block_m", f"block_m = {self.block_m} is not a multiple of {BOX_ELEMENTS}: P^T and dS^T "
+                                         "rows are staged as 128-byte boxes")
+        if self.head_dim % self.parts["dq"]:
+            raise Unsupported("tiles", f"head_dim = {self.head_dim} does not split into {self.parts['dq']} dQ parts")
+
+    @property
+    def sm_scale(self) -> float:
+        return 1 / math.sqrt(self.head_dim)
+
+    def rows(self, base: str) -> int:
+        """KV rows of one part (dq: its query rows, all of them)."""
+        return self.block_m if base == "dq" else self.block_n // self.parts[base]
+
+    def register_elements(self, base: str) -> int:
+        if base == "dq":
+            return self.block_m * self.head_dim // self.parts["dq"]
+        return self.rows(base) * (self.head_dim if base in ("dv", "dk") else self.block_m)
+
+    def mma(self, base: str, part: int | None) -> Mma:
+        row = (part or 0) * self.rows(base)
+        kv, q = self.block_n, self.block_m    # rows of the A tiles in shared memory: K, V; dS (for dQ)
+        return {"s": Mma("K", "loadQ", row, kv), "dp": Mma("V", "loadDO", row, kv),
+                "dv": Mma("convertP", "loadDO", row, 0), "dk": Mma("convertDS", "loadQ", row, 0),
+                "dq": Mma("convertDS", "K", 0, q)}[base]
+
+    @property
+    def arguments(self) -> tuple[Argument, ...]:
+        q = (BOX_ELEMENTS, 1, self.block_m, 1)          # innermost first: 64 of d, one head, rows
+        kv = (BOX_ELEMENTS, 1, self.block_n, 1)
+        queries, keys = ("B", "SQ", "H", "D"), ("B", "SK", "H", "D")
+        return (Argument("Q", "tensor_map", self.dtype, queries, q, 128),
+                Argument("K", "tensor_map", self.dtype, keys, kv, 128),
+                Argument("V", "tensor_map", self.dtype, keys, kv, 128),
+                Argument("dO", "tensor_map", self.dtype, queries, q, 128),
+                Argument("LSE", "input", "fp32", ("B", "H", "SQ")),
+                Argument("Delta", "input", "fp32", ("B", "H", "SQ")),
+                Argument("dQ", "output", "fp32", queries, accumulated=True),
+                Argument("dK", "output", "fp32", keys),
+                Argument("dV", "output", "fp32", keys),
+                Argument("SQ", "int"), Argument("SK", "int"), Argument("H", "int"), Argument("B", "int"))
+
+    @property
+    def grid(self) -> tuple[str, str, str]:
+        return f"ceil(SK / {self.block_n})", "H", "B"
+
+    @property
+    def size_rules(self) -> dict[str, dict[str, Any]]:
+        """Whole query blocks and the head_dim the kernel was emitted for."""
+        return {"SQ": {"multiple_of": self.block_m, "param": "block_m"},
+                "D": {"equals": self.head_dim, "param": "head_dim"}}
+
+    @property
+    def trip_count(self) -> str:
+        return f"SQ / {self.block_m}"
+
+    @property
+    def prologue(self) -> tuple[str, ...]:
+        return (f"const int kv0 = blockIdx.x * {self.block_n};", "const int head = blockIdx.y, batch = blockIdx.z;",
+                f"const int trips = {self.trip_count};")
+
+    def load(self, base: str) -> Load:
+        tile = self.block_m * self.head_dim * ELEMENT_BYTES[self.dtype]
+        return Load({"loadQ": "Q", "loadDO": "dO"}[base], ("0", "head", f"i * {self.block_m}", "batch"), self.boxes,
+                    tile)
+
+    def twin_sizes(self, trips: int) -> dict[str, int]:
+        """``trips`` query blocks; two KV blocks (two CTAs add into the same dQ); one batch of two heads."""
+        return {"SQ": trips * self.block_m, "SK": 2 * self.block_n, "H": 2, "B": 1}
+
+    def inputs(self, rng: np.random.Generator, sizes: dict[str, int]) -> dict[str, np.ndarray]:
+        """Q, K, V, dO (B, S, H, d) in the dtype; LSE (base 2) and Delta = rowsum(dO * O) of the forward,
+        (B, H, SQ), from fp64."""
+        def tensor(rows: int) -> np.ndarray:
+            shape = (sizes["B"], rows, sizes["H"], self.head_dim)
+            return round_to(rng.standard_normal(shape).astype(np.float32), self.dtype)
+        data = {"Q": tensor(sizes["SQ"]), "K": tensor(sizes["SK"]), "V": tensor(sizes["SK"]),
+                "dO": tensor(sizes["SQ"])}
+        q, k, v, do = (_heads(data[name]) for name in ("Q", "K", "V", "dO"))
+        s = q @ k.transpose(0, 1, 3, 2) * self.sm_scale
+        top = s.max(axis=-1, keepdims=True, initial=-np.inf)
+        lse = top[..., 0] + np.log(np.exp(s - top).sum(axis=-1))
+        o = np.exp(s - lse[..., None]) @ v
+        data["LSE"] = (lse * math.log2(math.e)).astype(np.float32)
+        data["Delta"] = (do * o).sum(axis=-1).astype(np.float32)
+        return data
+
+    def reference(self, inputs: dict[str, np.ndarray], sizes: dict[str, int]) -> dict[str, np.ndarray]:
+        """Attention backward in fp64 per (batch, head): dV = P^T dO, dS = P (dO V^T - rowsum(dO O)),
+        dK = scale dS^T Q, dQ = scale dS K; (B, S, H, d) like the inputs."""
+        q, k, v, do = (_heads(inputs[name]) for name in ("Q", "K", "V", "dO"))
+        grads: dict[str, list] = {"dQ": [], "dK": [], "dV": []}
+        for b in range(q.shape[0]):
+            for h in range(q.shape[1]):
+                for name, value in attention_backward(q[b, h], k[b, h], v[b, h], do[b, h]).items():
+                    grads[name].append(value)
+        batches, heads = q.shape[:2]
+        return {name: np.stack(values).reshape(batches, heads, *values[0].shape).transpose(0, 2, 1, 3)
+                for name, values in grads.items()}
+
+
+def _heads(x: np.ndarray) -> np.ndarray:
+    """A (B, S, H, d) tensor as fp64 (B, H, S, d)."""
+    return x.astype(np.float64).transpose(0, 2, 1, 3)
+
+
+FAMILIES = {family.name: family for family in (Gemm, FlashForward, FlashBackward)}
 
 
 def round_to(x: np.ndarray, dtype: str) -> np.ndarray:

@@ -64,8 +64,11 @@ def run_twin(kernel: Kernel, binary: Path, trips: int, *, seed: int = 0, delay_s
         for a in family.arguments:
             if a.kind == "tensor_map":
                 to_bits(inputs[a.name], family.dtype).tofile(paths[a.name])
+            elif a.kind == "input":
+                inputs[a.name].astype(np.float32).tofile(paths[a.name])
         command = [str(binary), *(str(sizes[a.name]) for a in family.arguments if a.kind == "int"),
                    *(str(paths[a.name]) for a in family.arguments if a.kind == "tensor_map"),
+                   *(str(paths[a.name]) for a in family.arguments if a.kind == "input"),
                    *(str(paths[a.name]) for a in outputs), str(DEADLOCK_SECONDS), str(delay_seed)]
         env = dict(os.environ, TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1")
         start = time.perf_counter()

@@ -150,8 +150,45 @@ class StepContext:
     tmem_column: int | None = None       # tcgen05 accumulator column
     deferred: bool = False               # sm90a: its completion signals wait for the role's next commit
     form: str = "ss"                     # mma: "rs" where A is a register value (sm90a wgmma)
-    reads: list[dict[str, str]] = field(default_factory=list)   # per unrolled position: input base -> register copy
+    reads: list[dict[str, str]] = field(default_factory=list)   # per unrolled position: input -> its register copy
+                                                                # (host: a C pointer to it) or a pointer into its slot
     writes: list[str | None] = field(default_factory=list)      # per unrolled position: the copy it writes
+    boxed: set[str] = field(default_factory=set)                # inputs read from a slot as a 16-bit swizzled tile
+    stages: list[list["Stage"]] = field(default_factory=list)   # per unrolled position: copies into slots after the body
+    scratch_from: list[str | None] = field(default_factory=list)  # per unrolled position: the in-place input copied
+                                                                   # into the scratch before the body
+
+
+@dataclass
+class Stage:
+    """After the body, the role's copy of a register value (``source``, a C float pointer) goes into a
+    channel's slot for item ``q = i - shift``: fp32 row-major, or, for a value an MMA reads from shared
+    memory, 16-bit in the 128-byte-swizzled box layout of the operand tiles (``rows`` x ``cols``)."""
+
+    source: str
+    ring: Ring
+    shift: int
+    boxed: bool
+    rows: int
+    cols: int
+
+    @property
+    def elements(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass
+class Exchange:
+    """After every role's loop, the final copy of ``name`` goes from ``source_role`` to the role that
+    stores it, through shared memory at ``offset`` (the ring area, free once the loops are done)."""
+
+    name: str
+    base: str
+    part: int | None
+    source_role: int
+    target_role: int
+    offset: int
+    elements: int
 
 
 @dataclass
@@ -185,9 +222,22 @@ class RoleContext:
     storages: list[Storage] = field(default_factory=list)
     loads_resident: bool = False          # issues the resident tiles' loads before its loop
     reads_resident: bool = False          # waits for them before its loop
+    scratch: int = 0                      # fp32 elements of the scratch a body writes a staged value into
+    exports: list[Exchange] = field(default_factory=list)   # final values this role hands to the storing role
+    imports: list[Exchange] = field(default_factory=list)   # final values it receives
 
     def storage(self, base: str, part: int | None) -> Storage:
         return next(s for s in self.storages if (s.base, s.part) == (base, part))
+
+    def final(self, base: str, part: int | None) -> str:
+        """C float pointer to the value of ``base`` (part ``part``) after the last iteration, trips - 1
+        (the initial values' copy when trips is 0): the role's own storage, or what another role
+        exported to it after the loops."""
+        imported = next((x for x in self.imports if (x.base, x.part) == (base, part)), None)
+        if imported is not None:
+            return f"((const float*)(smem + {imported.offset}))"
+        s = self.storage(base, part)
+        return f"{s.name}[((trips - 1) % {s.depth} + {s.depth}) % {s.depth}].data()"
 
     @property
     def deferred(self) -> list[StepContext]:
@@ -225,6 +275,8 @@ class Kernel:
     tmem_address: int | None
     tmem_outputs: list[StepContext]
     resident: list[Resident]
+    exchanges: list[Exchange] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # host twin: what the device targets would refuse
 
     @property
     def threads(self) -> int:
@@ -276,10 +328,11 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
         if kind not in family.kinds:
             raise EmitError(f"op {op_name!r}: kind {kind!r} has no op body for target {target}", field="ops")
     _check_shapes(instance, program, target, ops)
-    for ch in program.channels:
-        if ch.memory == "smem" and loop.ops[ch.producer].registers:
-            raise EmitError(f"channel {ch.name!r}: register values staged through shared memory are not emitted "
-                            "yet", field="ops")
+    if target != "host":
+        for ch in program.channels:
+            if ch.memory == "smem" and loop.ops[ch.producer].registers:
+                raise EmitError(f"channel {ch.name!r}: register values staged through shared memory are emitted "
+                                "for the host twin only so far (--target host)", field="ops")
     return _Layout(instance, program, target, name, family, ops).kernel()
 
 
@@ -366,23 +419,58 @@ class _Layout:
         self.rings = rings
         steps = {s.op: self._step(s, rings, data, tmem_column) for r in program.roles for s in r.steps}
         groups = self._warpgroups(steps)
+        exchanges = self._exchanges([rc for g in groups for rc in g.roles])
         tmem_outputs = [steps[v] for v in tmem_column if loop.ops[v].accumulator]
         columns = _tmem_allocation(self.tmem_next)
         smem = self.offset + BASE_SLACK
         limit = smem_capacity(self.instance)
         reserved = sum(tile.load.bytes for tile in resident)
+        warnings = []
         if reserved > self.instance.spec.resident_smem:
             raise EmitError(f"the kernel keeps {reserved} bytes resident ({', '.join(self.family.resident)}) but the "
                             f"spec reserves {self.instance.spec.resident_smem}: the schedule's rings may not fit",
                             field="resident_smem")
         if smem > limit:
-            raise EmitError(f"shared memory {smem} bytes (rings, barriers and {BASE_SLACK} bytes of alignment slack) "
-                            f"exceeds the machine's {limit}", field="smem")
+            message = (f"shared memory {smem} bytes (rings, barriers and {BASE_SLACK} bytes of alignment slack) "
+                       f"exceeds the machine's {limit}")
+            if self.target != "host":
+                raise EmitError(message, field="smem")
+            # the twin checks the program (protocol and data), not the machine's capacity: it runs, and
+            # says that a device target would refuse this layout
+            warnings.append(f"{message}: a device target refuses this kernel")
         if columns > self.instance.loop.warps.tmem:
             raise EmitError(f"tensor memory {columns} columns exceeds the machine's {self.instance.loop.warps.tmem}",
                             field="tmem")
         return Kernel(self.name, self.target, self.instance, program, self.family, groups, self.buffers, rings,
-                      smem, columns, self.tmem_map, acc_barrier, tmem_address, tmem_outputs, resident)
+                      smem, columns, self.tmem_map, acc_barrier, tmem_address, tmem_outputs, resident, exchanges,
+                      warnings)
+
+    def _exchanges(self, roles: list[RoleContext]) -> list[Exchange]:
+        """The values the family's epilogue needs on the role that stores an output (``epilogue``:
+        storing op -> the values it reads) but that another role holds: each goes through the ring
+        area after every loop is done (the template brackets the copies with CTA-wide barriers)."""
+        names = {op.name: v for v, op in enumerate(self.loop.ops)}
+        role_of = self.program.schedule.roles
+        exchanges: list[Exchange] = []
+        offset = 0
+        for rc in roles:
+            for sc in rc.steps:
+                for base in self.family.epilogue.get(sc.base, ()):
+                    name = base if sc.part is None else f"{base}.{sc.part}"
+                    source = role_of[names[name]]
+                    if source == rc.role.id:
+                        continue
+                    elements = self.family.register_elements(base)
+                    exchange = Exchange(name, base, sc.part, source, rc.role.id, offset, elements)
+                    offset += 4 * elements
+                    exchanges.append(exchange)
+                    rc.imports.append(exchange)
+                    next(r for r in roles if r.role.id == source).exports.append(exchange)
+        barriers = [b.offset for b in self.buffers if b.kind == "mbarrier"]
+        if exchanges and offset > min(barriers, default=0):
+            raise EmitError(f"the epilogue exchanges {offset} bytes between roles, more than the ring slots "
+                            f"({min(barriers, default=0)} bytes)", field="smem")
+        return exchanges
 
     def _array(self, name: str, depth: int, size: int, kind: str, align: int, arrivals: int | None = None) -> int:
         """``depth`` consecutive entries ``name[s]`` (ring slots or mbarriers); the first one's offset."""
@@ -448,16 +536,13 @@ class _Layout:
         contexts = [steps[s.op] for s in role.steps]
         registers = Registers(self.program, self.family.in_place)
         unroll = registers.unroll(role)
+        staging = _Staging(self, registers, role)
         for sc in contexts:
-            inputs = [e for e in self.loop.edges if e.dst == sc.step.op and registers.owner(e.src) is not None]
-            sc.writes = [registers.copy(role, u, sc.step.stage, sc.step.op, 0) for u in range(unroll)]
-            sc.reads = [{split_name(self.loop.ops[e.src].name)[0] + ("'" if e.distance else ""):
-                         registers.copy(role, u, sc.step.stage, e.src, e.distance) for e in inputs}
-                        for u in range(unroll)]
+            staging.place(sc, unroll)
         _count_issues_between(contexts)
         storages = [Storage(registers.name(v), registers.depth(v), *split_name(self.loop.ops[v].name))
                     for v in registers.storages(role)]
-        readers = {sc.binding.a for sc in contexts if sc.kind == "mma"}
+        readers = {name for sc in contexts if sc.kind == "mma" for name in (sc.binding.a, sc.binding.b)}
         if "sm90a" in (self.target, self.twin_of):
             commits = {sc.step.op for sc in contexts if sc.kind == "mma"}
             held = {sc.step.op: [(item.ring.channel.id, item.distance) for item in sc.signals if item.how == "complete"]
@@ -469,7 +554,129 @@ class _Layout:
                         if c.kind == "mma" and c.tmem_column is None and self.loop.ops[c.step.op].accumulator]
         return RoleContext(role, first_warp, contexts, accumulators, unroll=unroll, storages=storages,
                            loads_resident=any(sc.kind == "tma_load" for sc in contexts) and bool(self.family.resident),
-                           reads_resident=bool(readers & set(self.family.resident)))
+                           reads_resident=bool(readers & set(self.family.resident)), scratch=staging.scratch)
+
+
+class _Staging:
+    """Where a role finds each register value an op reads or writes (docs/emit.md, "Register values
+    staged through shared memory").
+
+    A value is in the role's registers when the role holds its storage (registers.py) and computed it.
+    Otherwise it is in a channel's slot: its own channel's, when the program stages it (a register value
+    read on another role), or, for a value with no storage of its own (an in-place update, FA
+    backward's dS over dP) whose channel carries only a signal, the slot of the value it updates. A
+    role holding the storage copies the value into that slot after the body, before the full arrival;
+    a role without it reads the slot and writes its result back into it (through the role's scratch).
+    The slot holds fp32 row-major as the register array, or, for a value an MMA reads as an operand
+    (the family's ``Mma.a`` / ``Mma.b``), 16-bit in the 128-byte-swizzled box layout of the operand tiles.
+    """
+
+    def __init__(self, layout: "_Layout", registers: Registers, role: RoleProgram):
+        self.layout, self.registers, self.role = layout, registers, role
+        self.loop, self.program, self.family = layout.loop, layout.program, layout.family
+        self.role_of = self.program.schedule.roles
+        self.operands = {name for v, op in enumerate(self.loop.ops) if layout.ops[op.name][0] == "mma"
+                         for name in _binding_names(layout.family, *layout.ops[op.name][2:])}
+        self.scratch = 0
+
+    def base(self, v: int) -> str:
+        return split_name(self.loop.ops[v].name)[0]
+
+    def held(self, v: int) -> bool:
+        """Whether this role computed v into storage of its own."""
+        owner = self.registers.owner(v)
+        return owner is not None and self.role_of[v] == self.role.id and self.role_of[owner[0]] == self.role.id
+
+    def slot_of(self, v: int) -> tuple[Ring, int]:
+        """The ring whose slot holds v's result on another role, and the shift of its item (v of
+        iteration i is the ring's item i - shift)."""
+        rings = self.layout.rings
+        ch = self.program.value_channel(v)
+        if ch is not None and ch.memory == "smem" and ch.slot_size:
+            return rings[ch.id], 0
+        owner = self.registers.owner(v)
+        held = self.program.value_channel(owner[0]) if owner is not None else None
+        if held is None or held.memory != "smem" or not held.slot_size:
+            raise EmitError(f"op {self.loop.ops[v].name!r}: its result is read on another role but no channel "
+                            "carries its data", field="ops")
+        return rings[held.id], owner[1]
+
+    def slot(self, v: int, distance: int) -> tuple[str, bool, Ring, int]:
+        """(C pointer to v's result of iteration i - distance in its slot, boxed, ring, item shift)."""
+        if distance:
+            raise EmitError(f"op {self.loop.ops[v].name!r}: a staged register value read {distance} iterations "
+                            "later is not emitted yet", field="ops")
+        ring, shift = self.slot_of(v)
+        boxed = self.base(v) in self.operands
+        address = f"smem + {ring.data} + ((i - {shift}) % {ring.slots}) * {ring.slot_bytes}"
+        return (f"((const uint8_t*)({address}))" if boxed else f"((float*)({address}))"), boxed, ring, shift
+
+    def stage(self, v: int, source: str, ring: Ring, shift: int) -> "Stage":
+        base = self.base(v)
+        boxed = base in self.operands
+        elements = self.family.register_elements(base)
+        rows = self.family.rows(base) if boxed else 1
+        needed = elements * (2 if boxed else 4)
+        if needed > ring.slot_bytes:
+            raise EmitError(f"op {self.loop.ops[v].name!r}: {needed} bytes do not fit channel "
+                            f"{ring.channel.name!r}'s {ring.slot_bytes}-byte slot", field="channels")
+        return Stage(source, ring, shift, boxed, rows, elements // rows)
+
+    def place(self, sc: StepContext, unroll: int) -> None:
+        v, stage, role = sc.step.op, sc.step.stage, self.role
+        inputs = [e for e in self.loop.edges if e.dst == v and self.registers.owner(e.src) is not None]
+        sc.reads, sc.writes, sc.stages, sc.scratch_from = [], [], [], []
+        for u in range(unroll):
+            reads = {}
+            for e in inputs:
+                name = self.loop.ops[e.src].name
+                if self.held(e.src):
+                    where = self.registers.copy(role, u, stage, e.src, e.distance)
+                    if self.layout.target == "host":    # the twin's copies are vectors; its bodies take pointers
+                        where += ".data()"
+                else:
+                    where, boxed, _, _ = self.slot(e.src, e.distance)
+                    if boxed:
+                        sc.boxed |= {self.base(e.src), name}
+                key = "'" if e.distance else ""
+                reads[self.base(e.src) + key] = where
+                reads[name + key] = where
+            sc.reads.append(reads)
+            owner = self.registers.owner(v)
+            stages = []
+            if owner is None:
+                sc.writes.append(None)
+                sc.scratch_from.append(None)
+            elif self.held(v):
+                copy = self.registers.copy(role, u, stage, v, 0)
+                sc.writes.append(copy)
+                sc.scratch_from.append(None)
+                if self.program.value_channel(v) is not None:
+                    ring, shift = self.slot_of(v)
+                    stages.append(self.stage(v, f"{copy}.data()", ring, shift))
+            else:   # computed here into another role's storage: into the slot, through the scratch
+                ring, shift = self.slot_of(v)
+                staged = self.stage(v, "scratch.data()", ring, shift)
+                self.scratch = max(self.scratch, staged.elements)
+                sc.writes.append("scratch")
+                target = self._in_place_input(v)
+                sc.scratch_from.append(None if target is None or target in sc.boxed else reads[target])
+                stages.append(staged)
+            sc.stages.append(stages)
+
+    def _in_place_input(self, v: int) -> str | None:
+        """The input whose storage v updates (its ``overwrites`` or the family's ``in_place``), by name."""
+        op = self.loop.ops[v]
+        if op.overwrites is not None:
+            return self.loop.ops[op.overwrites].name
+        base, part = split_name(op.name)
+        target = self.family.in_place.get(base)
+        return None if target is None else (target if part is None else f"{target}.{part}")
+
+
+def _binding_names(family: Any, base: str, part: int | None) -> tuple[str, str]:
+    mma = family.mma(base, part)
+    return mma.a, mma.b
 
 
 def _count_issues_between(steps: list[StepContext]) -> None:

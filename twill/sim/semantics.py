@@ -322,13 +322,18 @@ class FlashBackward(Semantics):
 
     def reference(self, inputs, trips):
         d = self.shape["head_dim"]
-        q, do = inputs["Q"].reshape(-1, d), inputs["dO"].reshape(-1, d)
-        k, v = inputs["K"], inputs["V"]
-        s = q @ k.T / math.sqrt(d)
-        p = np.exp(s - s.max(axis=1, initial=-np.inf, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        ds = p * (do @ v.T - (do * (p @ v)).sum(axis=1, keepdims=True))
-        return {"dV": p.T @ do, "dK": ds.T @ q / math.sqrt(d), "dQ": ds @ k / math.sqrt(d)}
+        return attention_backward(inputs["Q"].reshape(-1, d), inputs["K"], inputs["V"], inputs["dO"].reshape(-1, d))
+
+
+def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, do: np.ndarray) -> dict[str, np.ndarray]:
+    """The attention backward in the inputs' precision (no mask): P = softmax(Q K^T / sqrt(d)),
+    dV = P^T dO, dS = P (dO V^T - rowsum(dO O)), dK = dS^T Q / sqrt(d), dQ = dS K / sqrt(d)."""
+    scale = 1 / math.sqrt(q.shape[1])
+    s = q @ k.T * scale
+    p = np.exp(s - s.max(axis=1, initial=-np.inf, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    ds = p * (do @ v.T - (do * (p @ v)).sum(axis=1, keepdims=True))
+    return {"dV": p.T @ do, "dK": ds.T @ q * scale, "dQ": ds @ k * scale}
 
 
 class Gemm(Semantics):

@@ -10,6 +10,7 @@
 // exits 3. Mutex hand-offs give ThreadSanitizer the same happens-before edges the barriers give the
 // hardware, so a missing or wrong wait shows up as a data race.
 #pragma once
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -261,4 +262,27 @@ inline void mma_tile(float* d, int ldd, const uint8_t* a, int a_rows, int a_row,
       for (int kk = 0; kk < k; ++kk) sum += boxed_at<BF16>(a, a_rows, a_row + r, kk) * boxed_at<BF16>(b, n, c, kk);
       d[(size_t)r * ldd + c] = sum;
     }
+}
+
+// A register value staged for an MMA that reads it from shared memory: fp32 rows x cols (row-major)
+// rounded to 16 bits and stored as the operand tiles are, boxes of 64 columns with the 128-byte swizzle.
+template <bool BF16>
+inline void stage_boxed(uint8_t* tile, const float* src, int rows, int cols) {
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      float x = round_16<BF16>(src[(size_t)r * cols + c]);
+      uint16_t v;
+      if (BF16) { u32 bits; std::memcpy(&bits, &x, 4); v = (uint16_t)(bits >> 16); }
+      else { _Float16 h = (_Float16)x; std::memcpy(&v, &h, 2); }
+      std::memcpy(tile + (size_t)(c / 64) * rows * 128 + box_offset(r, c % 64, 128, 2, 128), &v, 2);
+    }
+}
+
+// cp.reduce.async.bulk .add.f32 (TMA reduce): dst[row r, column c] += scale * src[r * cols + c] for
+// the rows below `limit`, atomically with respect to other reductions (one lock for the twin).
+inline void reduce_add(float* dst, size_t ld, const float* src, int rows, int cols, float scale, int limit) {
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  for (int r = 0; r < rows && r < limit; ++r)
+    for (int c = 0; c < cols; ++c) dst[(size_t)r * ld + c] += scale * src[(size_t)r * cols + c];
 }
