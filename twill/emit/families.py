@@ -141,6 +141,11 @@ class Family:
     def tolerance_for(self, trips: int) -> float:
         return self.tolerance
 
+    def staged_bytes(self, base: str) -> int:
+        """Bytes one part of a register value takes in a shared-memory slot on the device (the
+        family's staging layout; the host twin's is fp32 row-major, 4 * register_elements)."""
+        return 4 * self.register_elements(base)
+
 
 class Gemm(Family):
     name = "gemm"
@@ -268,9 +273,21 @@ class FlashForward(Attention):
         part. A thread owns two rows of each group (the wgmma accumulator layout, docs/emit.md): S
         and P (fp32) and O are accumulator fragments; P in 16 bits is packed in pairs, as wgmma's A
         operand; m keeps (m_old, m_new) for both rows; alpha and the thread's partial l one per row."""
-        return {"qk": ("float", self.block_n // 2), "convert": ("u32", self.block_n // 4),
-                "pv": ("float", self.head_dim // 2), "rowmax": ("float", 4), "alpha": ("float", 2),
-                "rowsum": ("float", 2)}[base]
+        tile, out = ("float", self.block_n // 2), ("float", self.head_dim // 2)
+        return {"qk": tile, "mask": tile, "exp": tile, "convert": ("u32", self.block_n // 4), "pv": out,
+                "rescale": out, "rowmax": ("float", 4), "alpha": ("float", 2), "rowsum": ("float", 2)}[base]
+
+    ROW_VALUES = {"rowmax": 2, "alpha": 1}    # values per row: (m_old, m_new), alpha
+
+    def staged_bytes(self, base: str) -> int:
+        """sm90a staging layout (fa-fwd.sm90a.j2): a per-row value (m, alpha) as ``values`` row vectors
+        of the part's rows, written by one lane of each quad; anything else as the thread fragments,
+        element (g, j) of thread t at 4-byte word (g N + j) 128 + t (consecutive threads, consecutive
+        words: no bank conflicts)."""
+        if base in self.ROW_VALUES:
+            return 4 * self.ROW_VALUES[base] * self.rows(base)
+        _, count = self.fragment(base)
+        return 4 * 128 * (self.rows(base) // 64) * count
 
     def check(self) -> None:
         super().check()
@@ -319,12 +336,13 @@ class FlashForward(Attention):
         return Load(base[-1], ("0", "head", f"i * {self.block_n}", "batch"), self.boxes, tile)
 
     def twin_sizes(self, trips: int) -> dict[str, int]:
-        """``trips`` KV blocks, two batches of two heads, one and a half query tiles (the second ragged);
-        causal: one batch, and as many query rows as keys so the CTAs run 1 .. trips blocks."""
+        """``trips`` KV blocks, two batches of two heads, half a query tile (ragged: the TMA zero-fills the
+        rest, the stores are guarded); causal: one batch, and as many query rows as keys so the CTAs
+        run 1 .. trips blocks."""
         keys = trips * self.block_n
         if self.causal:
             return {"SQ": keys, "SK": keys, "H": 2, "B": 1}
-        return {"SQ": self.block_m + self.block_m // 2, "SK": keys, "H": 2, "B": 2}
+        return {"SQ": self.block_m // 2, "SK": keys, "H": 2, "B": 2}
 
     def inputs(self, rng: np.random.Generator, sizes: dict[str, int]) -> dict[str, np.ndarray]:
         def tensor(rows: int) -> np.ndarray:

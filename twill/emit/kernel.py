@@ -155,6 +155,8 @@ class StepContext:
     writes: list[str | None] = field(default_factory=list)      # per unrolled position: the copy it writes
     boxed: set[str] = field(default_factory=set)                # inputs read from a slot as a 16-bit swizzled tile
     stages: list[list["Stage"]] = field(default_factory=list)   # per unrolled position: copies into slots after the body
+    fetches: list[list["Fetch"]] = field(default_factory=list)  # per unrolled position (device): slots read into
+                                                                # registers before the body
     scratch_from: list[str | None] = field(default_factory=list)  # per unrolled position: the in-place input copied
                                                                    # into the scratch before the body
 
@@ -175,6 +177,18 @@ class Stage:
     @property
     def elements(self) -> int:
         return self.rows * self.cols
+
+
+@dataclass
+class Fetch:
+    """Device targets: before the body, a staged value of another role (``base``, item ``q = i - shift``
+    of ``ring``) is read from its slot into the local register array ``local``, which the body reads
+    like its own copies (the layout in the slot is the family's, ``staged_bytes``)."""
+
+    local: str
+    base: str
+    ring: Ring
+    shift: int
 
 
 @dataclass
@@ -283,6 +297,13 @@ class Kernel:
         return 128 * len(self.warpgroups)
 
     @property
+    def exchange_sync(self) -> tuple[int, int] | None:
+        """Device targets: the named barrier (id, threads) between the epilogue exchange's writes and
+        reads, over the roles that export or import (ids 1 .. roles are the roles' own)."""
+        taking = [rc for rc in self.roles if rc.exports or rc.imports]
+        return (len(self.roles) + 1, 32 * sum(rc.role.warps for rc in taking)) if taking else None
+
+    @property
     def roles(self) -> list[RoleContext]:
         return [role for group in self.warpgroups for role in group.roles]
 
@@ -328,11 +349,11 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
         if kind not in family.kinds:
             raise EmitError(f"op {op_name!r}: kind {kind!r} has no op body for target {target}", field="ops")
     _check_shapes(instance, program, target, ops)
-    if target != "host":
+    if target == "sm100a":
         for ch in program.channels:
             if ch.memory == "smem" and loop.ops[ch.producer].registers:
                 raise EmitError(f"channel {ch.name!r}: register values staged through shared memory are emitted "
-                                "for the host twin only so far (--target host)", field="ops")
+                                "for the host twin and sm90a only so far", field="ops")
     return _Layout(instance, program, target, name, family, ops).kernel()
 
 
@@ -462,7 +483,7 @@ class _Layout:
                         continue
                     elements = self.family.register_elements(base)
                     exchange = Exchange(name, base, sc.part, source, rc.role.id, offset, elements)
-                    offset += 4 * elements
+                    offset += max(4 * elements, self.family.staged_bytes(base))   # the twin's or the device's layout
                     exchanges.append(exchange)
                     rc.imports.append(exchange)
                     next(r for r in roles if r.role.id == source).exports.append(exchange)
@@ -603,11 +624,15 @@ class _Staging:
 
     def slot(self, v: int, distance: int) -> tuple[str, bool, Ring, int]:
         """(C pointer to v's result of iteration i - distance in its slot, boxed, ring, item shift)."""
+        device = self.layout.target != "host"
         if distance:
             raise EmitError(f"op {self.loop.ops[v].name!r}: a staged register value read {distance} iterations "
                             "later is not emitted yet", field="ops")
         ring, shift = self.slot_of(v)
         boxed = self.base(v) in self.operands
+        if boxed and device:
+            raise EmitError(f"op {self.loop.ops[v].name!r}: a staged MMA operand is emitted for the host twin only so "
+                            "far", field="ops")
         address = f"smem + {ring.data} + ((i - {shift}) % {ring.slots}) * {ring.slot_bytes}"
         return (f"((const uint8_t*)({address}))" if boxed else f"((float*)({address}))"), boxed, ring, shift
 
@@ -616,7 +641,7 @@ class _Staging:
         boxed = base in self.operands
         elements = self.family.register_elements(base)
         rows = self.family.rows(base) if boxed else 1
-        needed = elements * (2 if boxed else 4)
+        needed = self.family.staged_bytes(base) if self.layout.target != "host" else elements * (2 if boxed else 4)
         if needed > ring.slot_bytes:
             raise EmitError(f"op {self.loop.ops[v].name!r}: {needed} bytes do not fit channel "
                             f"{ring.channel.name!r}'s {ring.slot_bytes}-byte slot", field="channels")
@@ -625,9 +650,10 @@ class _Staging:
     def place(self, sc: StepContext, unroll: int) -> None:
         v, stage, role = sc.step.op, sc.step.stage, self.role
         inputs = [e for e in self.loop.edges if e.dst == v and self.registers.owner(e.src) is not None]
-        sc.reads, sc.writes, sc.stages, sc.scratch_from = [], [], [], []
+        device = self.layout.target != "host"
+        sc.reads, sc.writes, sc.stages, sc.scratch_from, sc.fetches = [], [], [], [], []
         for u in range(unroll):
-            reads = {}
+            reads, fetches = {}, []
             for e in inputs:
                 name = self.loop.ops[e.src].name
                 if self.held(e.src):
@@ -635,13 +661,19 @@ class _Staging:
                     if self.layout.target == "host":    # the twin's copies are vectors; its bodies take pointers
                         where += ".data()"
                 else:
-                    where, boxed, _, _ = self.slot(e.src, e.distance)
+                    where, boxed, ring, shift = self.slot(e.src, e.distance)
                     if boxed:
                         sc.boxed |= {self.base(e.src), name}
+                    elif device:
+                        fetch = Fetch("in_" + name.replace(".", "_"), self.base(e.src), ring, shift)
+                        if fetch not in fetches:
+                            fetches.append(fetch)
+                        where = fetch.local
                 key = "'" if e.distance else ""
                 reads[self.base(e.src) + key] = where
                 reads[name + key] = where
             sc.reads.append(reads)
+            sc.fetches.append(fetches)
             owner = self.registers.owner(v)
             stages = []
             if owner is None:
@@ -653,8 +685,11 @@ class _Staging:
                 sc.scratch_from.append(None)
                 if self.program.value_channel(v) is not None:
                     ring, shift = self.slot_of(v)
-                    stages.append(self.stage(v, f"{copy}.data()", ring, shift))
+                    stages.append(self.stage(v, copy if device else f"{copy}.data()", ring, shift))
             else:   # computed here into another role's storage: into the slot, through the scratch
+                if device:
+                    raise EmitError(f"op {self.loop.ops[v].name!r} updates a value another role holds: emitted for the "
+                                    "host twin only so far", field="ops")
                 ring, shift = self.slot_of(v)
                 staged = self.stage(v, "scratch.data()", ring, shift)
                 self.scratch = max(self.scratch, staged.elements)

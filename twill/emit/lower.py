@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from twill.model.joint import depth, handoff_cost, held_after_issue, layout, register_bytes, release_cost
+from twill.model.joint import (depth, handoff_cost, held_after_issue, layout, register_bytes, register_depth,
+                               release_cost)
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 from twill.emit.program import Channel, LocalWait, Program, RoleProgram, Signal, Step, Value, Wait
@@ -51,6 +52,8 @@ def _value(loop: Loop, schedule: Schedule, v: int) -> Value:
     op = loop.ops[v]
     memory, size = next(((memory, size) for memory, size in
                          (("registers", op.registers), ("smem", op.smem), ("tmem", op.tmem)) if size), ("none", 0))
+    if memory == "registers":   # the register ring: copies live at once by rule 8 (registers are free once staged)
+        return Value(v, memory, register_depth(loop, schedule, v), size)
     return Value(v, memory, depth(loop, schedule, v), size)
 
 
@@ -76,7 +79,7 @@ class _Builder:
             memory, size = "smem", register_bytes(op)
         ch = Channel(
             id=len(self.channels), name=op.name, producer=src, producer_role=roles[src],
-            consumer_roles=consumer_roles, depth=max([value.depth] + [e.distance for e in crossing]),
+            consumer_roles=consumer_roles, depth=max([depth(loop, self.schedule, src)] + [e.distance for e in crossing]),
             memory=memory, slot_size=size, tx_bytes=op.smem if op.variable_latency else 0,
             latency=max(handoff_cost(loop, e) for e in crossing),
             release_latency=max(release_cost(loop, e) for e in crossing),

@@ -138,6 +138,15 @@ def depth(loop: Loop, schedule: Schedule, op: int) -> int:
     return max(1, ceil_div(lifetime(loop, schedule, op), schedule.ii))
 
 
+def register_depth(loop: Loop, schedule: Schedule, op: int) -> int:
+    """Copies of the op's register value kept at once (its register ring): the fixed depth, else
+    ceil(L_reg / II), the most live_copies reaches."""
+    fixed = loop.ops[op].depth
+    if fixed is not None:
+        return fixed
+    return max(1, ceil_div(register_lifetime(loop, schedule, op), schedule.ii))
+
+
 def live_copies(loop: Loop, schedule: Schedule, op: int, residue: int) -> int:
     """Copies of the op's register value live at ``residue`` of the modulo timeline: its fixed depth
     (the user fixed the ring; one for an accumulator), else floor(L_reg/II), plus one while the last

@@ -121,6 +121,28 @@ template <int G, int R> __device__ __forceinline__ void reg_fence(u32 (&d)[G][R]
     for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[g][i]) :: "memory");
 }
 
+// ---- register values staged in shared memory, read in place ----
+// A consumer reads a value another warpgroup staged without copying it into registers: v[g][j] loads
+// the word when the op body uses it. Fragment layout: element (g, j) of thread t at word
+// (g N + j) 128 + t (base = slot + t). Row layout (one value per row of a 64-row group, `values`
+// per row): element (g, 2 v + h) at word v rows + 64 g + frag_row + 8 h (base = slot + frag_row).
+template <typename T, int N> struct FragmentView {
+  const T* base;
+  struct Row {
+    const T* p;
+    __device__ __forceinline__ T operator[](int j) const { return p[j * 128]; }
+  };
+  __device__ __forceinline__ Row operator[](int g) const { return Row{base + g * N * 128}; }
+};
+template <typename T, int ROWS> struct RowView {
+  const T* base;
+  struct Row {
+    const T* p;
+    __device__ __forceinline__ T operator[](int v) const { return p[(v / 2) * ROWS + 8 * (v % 2)]; }
+  };
+  __device__ __forceinline__ Row operator[](int g) const { return Row{base + 64 * g}; }
+};
+
 // ---- softmax arithmetic ----
 // 2^x on the special-function unit (PTX ISA "ex2", .approx.ftz.f32: MUFU.EX2; ex2(-Inf) = +0).
 __device__ __forceinline__ float ex2(float x) {
