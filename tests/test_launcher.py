@@ -1,6 +1,7 @@
 """The emitted Python launcher and benchmarks/gpu_check.py, without a GPU: what the launcher imports, that it
 validates before it touches the driver, the driver calls it makes (against a recording fake), the size-expression
-evaluator, and gpu_check --dry-run on a good and a broken directory."""
+evaluator, an accumulated output (FA backward's dQ) zero-filled or added into, and gpu_check --dry-run on a good
+and a broken directory."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import ctypes
 import importlib.util
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -67,8 +71,8 @@ def emit(directory: Path, cubin: bool = False, **changes) -> Path:
 _names = itertools.count()
 
 
-def import_launcher(directory: Path):
-    spec = importlib.util.spec_from_file_location(f"launcher_{next(_names)}", directory / f"{KERNEL}.py")
+def import_launcher(directory: Path, kernel: str = KERNEL):
+    spec = importlib.util.spec_from_file_location(f"launcher_{next(_names)}", directory / f"{kernel}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -91,6 +95,7 @@ class RecordingDriver:
 
     def __init__(self):
         self.calls: list[tuple[str, tuple]] = []
+        self.uploads: list[bytes] = []  # what each cuMemcpyHtoD sent, read at the call
         self._pointers = itertools.count(0x10000, 0x10000)
 
     def __getattr__(self, name):
@@ -99,6 +104,8 @@ class RecordingDriver:
 
         def call(*args):
             self.calls.append((name, args))
+            if name == "cuMemcpyHtoD":
+                self.uploads.append(ctypes.string_at(args[1], args[2]))
             success = driver.CUresult.CUDA_SUCCESS
             if name == "cuTensorMapEncodeTiled":
                 return success, driver.CUtensorMap()
@@ -282,6 +289,9 @@ def test_k_zero_launches_with_unencoded_tensor_maps_and_m_zero_does_not_launch(t
     ("(M + 127) // 128", {"M": 200}, 2),
     ("2 * (N - 1) + K", {"N": 3, "K": 1}, 5),
     ("1", {}, 1),
+    ("min(K / 64, ceil((x + 1) * 128 / 64))", {"K": 256, "x": 0}, 2),   # a causal trip count, CTA x
+    ("min(K / 64, ceil((x + 1) * 128 / 64))", {"K": 256, "x": 5}, 4),
+    ("max(M, N) + y + z", {"M": 3, "N": 7, "y": 1, "z": 2}, 10),
 ])
 def test_the_size_expression_evaluator(launcher, expression, sizes, value):
     assert launcher.evaluate(expression, sizes) == value
@@ -297,6 +307,10 @@ def test_the_size_expression_evaluator(launcher, expression, sizes, value):
     ("M / (N - N)", {"M": 1, "N": 2}, "divides by zero"),
     ("ceil(M", {"M": 1}, "bad expression"),
     ("True", {}, "only M, N, K"),
+    ("min(M)", {"M": 1}, "only M, N, K, x, y, z, numbers"),
+    ("ceil(M, N)", {"M": 1, "N": 1}, "only M, N, K"),
+    ("max(M, N, K)", {"M": 1, "N": 1, "K": 1}, "only M, N, K"),
+    ("M + x", {"M": 1}, "needs x, which is not given"),
 ])
 def test_the_evaluator_refuses_anything_else(launcher, expression, sizes, message):
     with pytest.raises(ValueError, match=message):
@@ -351,3 +365,160 @@ def test_gpu_check_without_a_gpu_skips(emitted):
     if "no GPU: skipping" not in result.stdout:
         pytest.skip("a GPU is present here")
     assert result.returncode == 0
+
+
+# --- an accumulated output (FA backward's dQ), on a real emitted manifest -----------------------------------------
+
+FA_FWD = ("specs/kernels/fa-fwd.yaml", "specs/schedules/fa3-h100.yaml")
+FA_CAUSAL = ("specs/kernels/fa-fwd.yaml", "tests/emit/fa3-h100-causal.yaml")
+FA_BWD = ("specs/kernels/fa-bwd.yaml", "specs/schedules/fa3-bwd-h100.yaml")
+
+
+def twill_emit(spec: str, schedule: str, out: Path, *options: str) -> Path:
+    """`twill emit SPEC SCHEDULE -o OUT ...` through twill's CLI, in this process."""
+    from typer.testing import CliRunner
+    from twill.cli import app
+
+    result = CliRunner().invoke(app, ["emit", str(ROOT / spec), str(ROOT / schedule), "-o", str(out), *options])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def fa(tmp_path_factory):
+    """Real emitted FlashAttention directories: the FA3-structured forward for sm90a (compiled where NVRTC is
+    here), its causal twin and the backward for the host target (the backward has no device target yet)."""
+    from twill.emit.nvrtc import nvrtc_available
+
+    root = tmp_path_factory.mktemp("fa")
+    compiled = nvrtc_available()
+    return SimpleNamespace(
+        compiled=compiled,
+        fwd=twill_emit(*FA_FWD, root / "fa_fwd", "--target", "sm90a", *(["--compile"] if compiled else [])),
+        causal=twill_emit(*FA_CAUSAL, root / "fa_causal", "--target", "host"),
+        bwd=twill_emit(*FA_BWD, root / "fa_bwd", "--target", "host"))
+
+
+def as_device(directory: Path, into: Path, **changes) -> Path:
+    """A copy of an emitted directory whose manifest claims sm90a with a stand-in cubin (for the recording driver)
+    and takes `changes`."""
+    copy = Path(shutil.copytree(directory, into))
+    data = json.loads((copy / "manifest.json").read_text())
+    data.update(target="sm90a", arch="sm_90a", cubin=f"{data['kernel']}.cubin", **changes)
+    (copy / "manifest.json").write_text(json.dumps(data))
+    (copy / data["cubin"]).write_bytes(b"\x7fELF stand-in")
+    return copy
+
+
+def fa_bwd_inputs(sq=64, sk=128, heads=2, batches=1, dim=128) -> list[np.ndarray]:
+    """Q, K, V, dO (bf16 bit patterns) and LSE, Delta (fp32) of one FA backward launch."""
+    return [bf16(batches, sq, heads, dim), bf16(batches, sk, heads, dim), bf16(batches, sk, heads, dim),
+            bf16(batches, sq, heads, dim), np.zeros((batches, heads, sq), np.float32),
+            np.zeros((batches, heads, sq), np.float32)]
+
+
+def test_numpy_fa_backward_uploads_a_zero_dq_and_passes_lse_and_delta_by_pointer(fa, tmp_path):
+    module = import_launcher(as_device(fa.bwd, tmp_path / "bwd"), "fa_bwd_h100")
+    assert module.INPUTS == ["Q", "K", "V", "dO", "LSE", "Delta"] and module.ACCUMULATED == {"dQ"}
+    fake = module.driver = RecordingDriver()
+    dq, dk, dv = module.run(*fa_bwd_inputs())
+    assert dq.shape == (1, 64, 2, 128) and dk.shape == dv.shape == (1, 128, 2, 128) and dq.dtype == np.float32
+    inputs = [x.nbytes for x in fa_bwd_inputs()]
+    assert [n for (n,) in fake.named("cuMemAlloc")] == inputs + [dq.nbytes, dk.nbytes, dv.nbytes]
+    # the six inputs, then dQ (zeros: the kernel adds into it); dK and dV are written whole, never uploaded
+    assert [n for _, _, n in fake.named("cuMemcpyHtoD")] == inputs + [dq.nbytes]
+    assert fake.uploads[-1] == bytes(dq.nbytes)
+    order = [name for name, _ in fake.calls]
+    assert order.index("cuLaunchKernel") > max(i for i, name in enumerate(order) if name == "cuMemcpyHtoD")
+
+    [launch] = fake.named("cuLaunchKernel")
+    _, gx, gy, gz, *_, (values, types), _ = launch
+    assert (gx, gy, gz) == (1, 2, 1)  # ceil(SK / 128) KV blocks, H, B
+    assert types == (None,) * 4 + (ctypes.c_void_p,) * 5 + (ctypes.c_int,) * 4
+    pointers = [int(p) for (p,) in (args[:1] for args in fake.named("cuMemcpyHtoD"))]
+    assert values[4:6] == tuple(pointers[4:6])  # LSE and Delta: the device copies, by pointer
+    assert values[9:] == (64, 128, 2, 1)  # SQ, SK, H, B
+    encodes = fake.named("cuTensorMapEncodeTiled")
+    assert len(encodes) == 4 and all(rank == 4 for _, rank, *_ in encodes)
+    assert [int(d) for d in encodes[0][3]] == [128, 2, 64, 1]  # Q: D, H, SQ, B innermost first
+    assert [int(b) for b in encodes[0][5]] == [64, 1, 64, 1] and [int(b) for b in encodes[1][5]] == [64, 1, 128, 1]
+
+
+def test_numpy_fa_backward_adds_into_a_given_dq(fa, tmp_path):
+    module = import_launcher(as_device(fa.bwd, tmp_path / "bwd"), "fa_bwd_h100")
+    fake = module.driver = RecordingDriver()
+    given = np.full((1, 64, 2, 128), 1.5, np.float32)
+    dq, dk, _ = module.run(*fa_bwd_inputs(), out=(given, None, None))
+    assert dq is given and np.all(given == 1.5)  # the fake kernel added nothing: the caller's values are kept
+    assert fake.uploads[-1] == given.tobytes()  # and they went to the device before the launch
+    assert dk.shape == (1, 128, 2, 128)
+
+
+class FakeDevice(NamedTuple):
+    index: int
+
+
+class FakeTensor:
+    """What the launcher's torch path reads of a tensor: dtype, shape, device, layout and address."""
+
+    is_cuda = True
+    device = FakeDevice(0)
+
+    def __init__(self, shape, dtype, address):
+        self.shape, self.dtype, self.address = tuple(shape), dtype, address
+
+    def is_contiguous(self):
+        return True
+
+    def data_ptr(self):
+        return self.address
+
+
+class FakeTorch:
+    """Stands in for torch (not installed here): records how the launcher allocates its outputs."""
+
+    Tensor = FakeTensor
+    bfloat16, float16, float32 = "torch.bfloat16", "torch.float16", "torch.float32"
+
+    def __init__(self):
+        self.allocations: list[tuple[str, tuple]] = []
+        self.addresses = itertools.count(0x100000, 0x100000)
+        self.cuda = SimpleNamespace(current_stream=lambda device: SimpleNamespace(cuda_stream=0))
+
+    def tensor(self, *shape, dtype="torch.bfloat16"):
+        return FakeTensor(shape, dtype, next(self.addresses))
+
+    def zeros(self, shape, dtype, device):
+        self.allocations.append(("zeros", tuple(shape)))
+        return self.tensor(*shape, dtype=dtype)
+
+    def empty(self, shape, dtype, device):
+        self.allocations.append(("empty", tuple(shape)))
+        return self.tensor(*shape, dtype=dtype)
+
+
+def test_torch_fa_backward_allocates_dq_with_zeros_and_adds_into_a_given_one(fa, tmp_path):
+    module = import_launcher(as_device(fa.bwd, tmp_path / "bwd"), "fa_bwd_h100")
+    fake_torch, fake = FakeTorch(), RecordingDriver()
+    module.torch, module.driver = fake_torch, fake
+    q, k, v, d_out = (fake_torch.tensor(1, s, 2, 128) for s in (64, 128, 128, 64))
+    lse, delta = (fake_torch.tensor(1, 2, 64, dtype=fake_torch.float32) for _ in range(2))
+    dq, dk, dv = module.run(q, k, v, d_out, lse, delta)
+    assert fake_torch.allocations == [("zeros", (1, 64, 2, 128)), ("empty", (1, 128, 2, 128)),
+                                      ("empty", (1, 128, 2, 128))]
+    [launch] = fake.named("cuLaunchKernel")
+    values = launch[-2][0]
+    assert values[4:9] == (lse.address, delta.address, dq.address, dk.address, dv.address)
+
+    fake_torch.allocations.clear()
+    given = fake_torch.tensor(1, 64, 2, 128, dtype=fake_torch.float32)
+    assert module.run(q, k, v, d_out, lse, delta, out=(given, None, None))[0] is given
+    assert fake_torch.allocations == [("empty", (1, 128, 2, 128))] * 2  # a given dQ is added into, not zeroed
+
+
+def test_torch_gemm_output_is_still_allocated_empty(tmp_path):
+    module = import_launcher(emit(tmp_path / KERNEL, cubin=True))
+    fake_torch = module.torch = FakeTorch()
+    module.driver = RecordingDriver()
+    module.run(fake_torch.tensor(200, 128), fake_torch.tensor(328, 128))
+    assert fake_torch.allocations == [("empty", (200, 328))]
