@@ -1,7 +1,7 @@
 """The emitted Python launcher and benchmarks/gpu_check.py, without a GPU: what the launcher imports, that it
 validates before it touches the driver, the driver calls it makes (against a recording fake), the size-expression
-evaluator, an accumulated output (FA backward's dQ) zero-filled or added into, and gpu_check --dry-run on a good
-and a broken directory."""
+evaluator, an accumulated output (FA backward's dQ) zero-filled or added into, gpu_check --dry-run on good and
+broken GEMM and FlashAttention directories (real ones, emitted here), and gpu_check's FlashAttention table."""
 
 from __future__ import annotations
 
@@ -135,13 +135,22 @@ def bf16(*shape):
     return np.zeros(shape, dtype=np.uint16)
 
 
-def test_the_launcher_imports_only_stdlib_numpy_cuda_and_torch(emitted):
-    tree = ast.parse((emitted / f"{KERNEL}.py").read_text())
+def imported_packages(path: Path) -> set[str]:
+    """The top-level packages a Python file imports, anywhere in it, less the standard library's."""
+    tree = ast.parse(path.read_text())
     roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
              for alias in node.names}
     roots |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert "twill" not in roots
-    assert roots - set(sys.stdlib_module_names) == {"numpy", "cuda", "torch"}
+    return roots - set(sys.stdlib_module_names)
+
+
+def test_the_launcher_imports_only_stdlib_numpy_cuda_and_torch(emitted):
+    assert imported_packages(emitted / f"{KERNEL}.py") == {"numpy", "cuda", "torch"}
+
+
+def test_gpu_check_imports_nothing_from_twill():
+    """It runs on a GPU machine without twill or its dependencies: stdlib, numpy and (when it runs) torch."""
+    assert imported_packages(GPU_CHECK) == {"numpy", "torch"}
 
 
 def test_importing_the_launcher_makes_no_driver_call(emitted, monkeypatch):
@@ -522,3 +531,148 @@ def test_torch_gemm_output_is_still_allocated_empty(tmp_path):
     module.driver = RecordingDriver()
     module.run(fake_torch.tensor(200, 128), fake_torch.tensor(328, 128))
     assert fake_torch.allocations == [("empty", (200, 328))]
+
+
+# --- gpu_check on FlashAttention directories ------------------------------------------------------------------
+
+def gpu_check_module():
+    spec = importlib.util.spec_from_file_location(f"gpu_check_{next(_names)}", GPU_CHECK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def dry_run(capsys, *directories: Path) -> tuple[int, str]:
+    """gpu_check --dry-run in this process (the subprocess tests above cover the command line)."""
+    code = gpu_check_module().main([*map(str, directories), "--dry-run"])
+    return code, capsys.readouterr().out
+
+
+def test_gpu_check_dry_run_plans_real_fa_directories(fa):
+    result = gpu_check(str(fa.fwd), str(fa.causal), str(fa.bwd), "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert f"ok   {fa.fwd}: fa_fwd_h100 (sm90a, fa-fwd, head_dim 128, tile 128x128, 384 threads, " in out
+    assert f"ok   {fa.causal}: fa_fwd_h100 (host, fa-fwd, head_dim 128, tile 128x128, causal, 384 threads" in out
+    assert f"ok   {fa.bwd}: fa_bwd_h100 (host, fa-bwd, head_dim 128, tile 64x128, 384 threads" in out
+    assert out.count("host target: the GPU run skips it") == 2
+    if fa.compiled:
+        assert "plan: 1 kernel(s) x 4 shapes = 4 runs" in out
+        assert out.index("fa_fwd_h100  B=16 H=16 S=128\n") < out.index("fa_fwd_h100  B=16 H=16 S=1024\n") \
+            < out.index("fa_fwd_h100  B=2 H=16 S=8192\n") < out.index("fa_fwd_h100  B=2 H=16 S=16384\n")
+    else:
+        assert "warning: fa_fwd_h100.cubin is not compiled yet" in out and "plan: 0 kernel(s), 0 runs" in out
+
+
+def _set(path: str, value):
+    """A change to a manifest at a dotted path ("arguments.0.box.0"); value None deletes the entry."""
+    def change(data):
+        *parents, last = path.split(".")
+        for key in parents:
+            data = data[int(key)] if isinstance(data, list) else data[key]
+        key = int(last) if isinstance(data, list) else last
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    return change
+
+
+@pytest.mark.parametrize("directory, change, message", [
+    ("fwd", _set("arguments.0.box.0", 32), "Q.box[0] = 32 is not one 128-byte row = 64"),
+    ("fwd", _set("arguments.0.box.2", 64), "Q.box[2] = 64 is not block_m = 128"),
+    ("fwd", _set("arguments.2.box", [64, 1, 128]), "V has a box of rank 3, shape of rank 4"),
+    ("fwd", _set("arguments.1.swizzle", 64), "K.swizzle 64 is not 128"),
+    ("fwd", _set("arguments.3.dtype", "bf16"), "O.dtype 'bf16' is not fp32"),
+    ("fwd", _set("arguments.4.kind", "input"), "LSE is 'input', expected output"),
+    ("fwd", _set("arguments.3.shape", ["B", "H", "SQ", "D"]), "O.shape ['B', 'H', 'SQ', 'D'] is not "
+                                                            "['B', 'SQ', 'H', 'D']"),
+    ("fwd", _set("arguments.5", None), "are not the fa-fwd ABI Q, K, V, O, LSE, SQ, SK, H, B"),
+    ("fwd", _set("spec", "fa-fwd2"), "spec 'fa-fwd2' is none of gemm, fa-fwd, fa-bwd"),
+    ("fwd", _set("params.head_dim", None), "params.head_dim None is not a positive int"),
+    ("fwd", _set("grid", ["ceil(SQ / 64)", "H", "B"]), "B=16 H=16 S=128: grid (2, 16, 16), expected (1, 16, 16)"),
+    ("fwd", _set("grid", ["ceil(SQ / 128)", "B", "H"]), "B=2 H=16 S=8192: grid (64, 2, 16), expected (64, 16, 2)"),
+    ("fwd", _set("grid", ["ceil(SK / 128)", "H", "B"]), "B=16 H=16 S=128 SK=256: grid (2, 16, 16), expected "
+                                                        "(1, 16, 16)"),
+    ("fwd", _set("trip_count", "SK / 64"), "B=16 H=16 S=128: trip count 2 for CTA x = 0, expected 1"),
+    ("fwd", _set("params.causal", True), "B=16 H=16 S=128 SK=256: trip count 2 for CTA x = 0, expected 1"),
+    ("fwd", _set("size_rules.D.equals", 64),
+     "no planned shape fits the launcher: B=16 H=16 S=128: D=128, but the kernel was emitted for head_dim=64"),
+    ("causal", _set("trip_count", "SK / 128"), "B=16 H=16 S=128 SK=256: trip count 2 for CTA x = 0, expected 1"),
+    ("causal", _set("trip_count", "min(SK / 128, ceil(x * 128 / 128))"),
+     "B=16 H=16 S=128: trip count 0 for CTA x = 0, expected 1"),
+    ("bwd", _set("arguments.6.accumulated", None), "dQ is not marked accumulated"),
+    ("bwd", _set("arguments.4.kind", "tensor_map"), "LSE is 'tensor_map', expected input"),
+    ("bwd", _set("grid", ["ceil(SQ / 128)", "H", "B"]), "B=16 H=16 S=128 SK=256: grid (1, 16, 16), expected "
+                                                        "(2, 16, 16)"),
+    ("bwd", _set("trip_count", "SQ / 128"), "B=16 H=16 S=128: trip count 1 for CTA x = 0, expected 2"),
+])
+def test_gpu_check_dry_run_names_the_problem_of_a_broken_fa_directory(fa, tmp_path, capsys, directory, change,
+                                                                      message):
+    broken = Path(shutil.copytree(getattr(fa, directory), tmp_path / "broken"))
+    data = json.loads((broken / "manifest.json").read_text())
+    change(data)
+    (broken / "manifest.json").write_text(json.dumps(data))
+    code, out = dry_run(capsys, fa.fwd, broken)
+    assert code == 1 and f"ok   {fa.fwd}: " in out
+    assert f"FAIL {broken}: " in out and message in out, out
+
+
+def test_gpu_check_plans_only_the_seqlens_the_size_rules_take(fa, tmp_path, capsys):
+    coarse = as_device(fa.fwd, tmp_path / "coarse", size_rules={"SK": {"multiple_of": 1024, "param": "block_n"}})
+    code, out = dry_run(capsys, coarse)
+    assert code == 0, out
+    assert "not planned: B=16 H=16 S=128: SK=128 is not a multiple of block_n=1024" in out
+    assert "plan: 1 kernel(s) x 3 shapes = 3 runs" in out and "S=128\n" not in out
+
+
+def test_gpu_check_refuses_a_launcher_older_than_its_manifest(fa, tmp_path, capsys):
+    """A launcher rendered before "input" arguments existed cannot drive the backward: named at import."""
+    old = as_device(fa.bwd, tmp_path / "old")
+    launcher = old / "fa_bwd_h100.py"
+    launcher.write_text(launcher.read_text().replace('("tensor_map", "input", "output", "int")',
+                                                     '("tensor_map", "output", "int")'))
+    code, out = dry_run(capsys, old)
+    assert code == 1 and "the launcher does not import: ImportError: " in out
+    assert "argument LSE has unsupported kind 'input'" in out
+
+
+def test_gpu_check_without_a_gpu_skips_fa_directories(fa):
+    result = gpu_check(str(fa.fwd), str(fa.bwd))
+    if "no GPU: skipping" not in result.stdout:
+        pytest.skip("a GPU is present here")
+    assert result.returncode == 0
+
+
+def test_gpu_check_tables_fa_results_per_spec():
+    """The markdown of a run's results (made up here: the GPU run cannot happen in CI): one table per spec, each
+    SDPA backend's columns, and what did not run in the notes."""
+    module = gpu_check_module()
+    timed = {"FLASH_ATTENTION": {"ms": 0.5, "tflops": 550.0},
+             "CUDNN_ATTENTION": {"error": "RuntimeError: No available kernel"},
+             "EFFICIENT_ATTENTION": {"ms": 1.0, "tflops": 275.0}}
+    row = {"B": 16, "H": 16, "S": 1024, "causal": True, "sdpa_errors": {"O": 2e-3}, "ms": 0.4, "sdpa": timed}
+    row = module.FlashForward.finish(row, {"O": 1e-3, "LSE": 3e-7}, 2.2e11)
+    wrong = module.FlashForward.finish({**row, "S": 8192}, {"O": 1e-3, "LSE": 1e-3}, 2.2e11)
+    k_zero = {"M": 128, "N": 128, "K": 0, "max_abs_error": 0.0, "max_abs_ref": 0.0, "rel_error": 0.0,
+              "torch_fp32_rel_error": 0.0, "correct": True}
+    summary = {"device": "NVIDIA H100", "torch": "2.5.0", "kernels": [
+        {"directory": "out/gemm", "kernel": "gemm_h100", "spec": "gemm", "results": [k_zero], "skipped": [],
+         "not_planned": []},
+        {"directory": "out/fa", "kernel": "fa_fwd_h100", "spec": "fa-fwd", "results": [row, wrong],
+         "skipped": [{"B": 2, "H": 16, "S": 16384}], "not_planned": []},
+        {"directory": "out/bwd", "kernel": "fa_bwd_h100", "spec": "fa-bwd", "results": [], "skipped": [],
+         "not_planned": [], "note": "host target: nothing to run on the GPU"}]}
+    table = module.markdown(summary)
+    assert "## gemm" in table and "## fa-fwd" in table and "## fa-bwd" not in table  # nothing of fa-bwd ran
+    assert "| gemm_h100 | 128 | 128 | 0 | yes | 0.00e+00 | 0.00e+00 |  |  |  |  |  |" in table
+    assert ("| kernel | B | H | S | causal | correct | errors | SDPA errors | ms | TFLOP/s | FLASH ms | FLASH TFLOP/s "
+            "| CUDNN ms | CUDNN TFLOP/s | EFFICIENT ms | EFFICIENT TFLOP/s | fastest SDPA ms / ms |") in table
+    assert ("| fa_fwd_h100 | 16 | 16 | 1024 | yes | yes | O 1.0e-03, LSE 3.0e-07 | O 2.0e-03 | 0.4000 | 550.0 "
+            "| 0.5000 | 550.0 | n/a |  | 1.0000 | 275.0 | 1.25 |") in table
+    assert "| fa_fwd_h100 | 16 | 16 | 8192 | yes | NO | O 1.0e-03, LSE 1.0e-03 |" in table
+    assert "- fa_fwd_h100: SDPA CUDNN_ATTENTION skipped at B=16 H=16 S=1024, B=16 H=16 S=8192: RuntimeError" in table
+    assert "- fa_fwd_h100: skipped (time budget of 240 s spent): B=2 H=16 S=16384" in table
+    assert "- out/bwd: host target: nothing to run on the GPU" in table
+    assert not module.passed(summary["kernels"]) and module.passed(
+        [{**summary["kernels"][1], "results": [row]}])
