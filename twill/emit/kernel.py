@@ -18,13 +18,14 @@ from twill.emit.families import FAMILIES, Unsupported
 from twill.emit.program import Channel, Program, RoleProgram, Signal, Step
 from twill.emit.registers import Registers
 from twill.errors import SpecError
-from twill.model.joint import BASE_SLACK, MBARRIER_BYTES, SLOT_ALIGN, TMEM_ADDRESS_BYTES, blocks
 from twill.model.loader import Instance
 from twill.sim.semantics import part_counts, split_name
 
 TARGETS = ("sm90a", "sm100a", "host")
 ARCH = {"sm90a": "sm_90a", "sm100a": "sm_100a"}
 DEFAULT_TARGET = {"sm90": "sm90a", "sm100": "sm100a"}   # the machine's ``arch`` constant
+SLOT_ALIGN = 1024          # a 128-byte-swizzled TMA box repeats every 8 rows of 128 bytes (PTX ISA, "Tensor copy: swizzling modes")
+BASE_SLACK = 1024          # the dynamic shared-memory base is rounded up to SLOT_ALIGN at run time
 TMEM_MIN_COLUMNS = 32      # tcgen05.alloc takes a power of two >= 32 columns (PTX ISA, "tcgen05.alloc")
 REGISTER_FILE = 65536      # 32-bit registers per SM (CUDA C++ Programming Guide, "Compute Capabilities")
 MAX_LAUNCH_REGISTERS = 248  # with __launch_bounds__(T, 1) and setmaxnreg, ptxas pins 65536 / T registers per
@@ -410,20 +411,16 @@ class _Layout:
         program, loop = self.program, self.loop
         data: dict[int, tuple[int, int]] = {}      # op -> (offset, bytes per slot) of its smem ring
         rings = []
-        # Data first, each array on whole SLOT_ALIGN blocks (rings, then resident tiles), then every
-        # mbarrier, then the tensor-memory address: the sum the joint model charges (rule 9)
         for ch in program.value_channels:
             if ch.memory == "smem":
-                data[ch.producer] = (self._slots(ch.name, ch.depth, ch.slot_size), ch.slot_size)
+                data[ch.producer] = (self._array(ch.name, ch.depth, ch.slot_size, "slot", SLOT_ALIGN), ch.slot_size)
         for value in program.values:
             if value.memory == "smem" and value.op not in data:
-                data[value.op] = (self._slots(loop.ops[value.op].name, value.depth, value.size), value.size)
-        self.ring_end = self.offset
-        tiles = {name: self._slots(name, 1, load.bytes) for name, load in self.family.resident.items()}
+                data[value.op] = (self._array(loop.ops[value.op].name, value.depth, value.size, "slot", SLOT_ALIGN),
+                                  value.size)
         for ch in program.channels:
-            full = self._array(f"{ch.name}.full", ch.depth, MBARRIER_BYTES, "mbarrier", MBARRIER_BYTES, 1)
-            empty = self._array(f"{ch.name}.empty", ch.depth, MBARRIER_BYTES, "mbarrier", MBARRIER_BYTES,
-                                ch.empty_arrivals)
+            full = self._array(f"{ch.name}.full", ch.depth, 8, "mbarrier", 8, 1)
+            empty = self._array(f"{ch.name}.empty", ch.depth, 8, "mbarrier", 8, ch.empty_arrivals)
             where = data.get(ch.producer) if not ch.token else None
             rings.append(_ring(ch, full, empty, where[0] if where else None, where[1] if where else 0))
         tmem_column = {}
@@ -433,13 +430,13 @@ class _Layout:
                 self.tmem_map.append({"name": loop.ops[value.op].name, "column": self.tmem_next,
                                       "columns": value.size * value.depth})
                 self.tmem_next += value.size * value.depth
-        resident = [Resident(name, load, tiles[name],
-                             self._take(f"{name}.full", MBARRIER_BYTES, "mbarrier", MBARRIER_BYTES, 1))
+        resident = [Resident(name, load, self._take(name, load.bytes, "slot", SLOT_ALIGN),
+                             self._take(f"{name}.full", 8, "mbarrier", 8, 1))
                     for name, load in self.family.resident.items()]
         acc_barrier = tmem_address = None
         if tmem_column:
-            acc_barrier = self._take("accumulators.full", MBARRIER_BYTES, "mbarrier", MBARRIER_BYTES, 1)
-            tmem_address = self._take("tmem_address", TMEM_ADDRESS_BYTES, "tmem_address", TMEM_ADDRESS_BYTES)
+            acc_barrier = self._take("accumulators.full", 8, "mbarrier", 8, 1)
+            tmem_address = self._take("tmem_address", 4, "tmem_address", 4)
         self.rings = rings
         steps = {s.op: self._step(s, rings, data, tmem_column) for r in program.roles for s in r.steps}
         groups = self._warpgroups(steps)
@@ -448,13 +445,12 @@ class _Layout:
         columns = _tmem_allocation(self.tmem_next)
         smem = self.offset + BASE_SLACK
         limit = smem_capacity(self.instance)
-        reserved = sum(blocks(tile.load.bytes) for tile in resident)
+        reserved = sum(tile.load.bytes for tile in resident)
         warnings = []
-        if reserved > self.instance.spec.resident_smem or len(resident) > self.instance.spec.resident_tiles:
-            raise EmitError(f"the kernel keeps {len(resident)} tiles of {reserved} bytes resident "
-                            f"({', '.join(self.family.resident)}) but the spec reserves "
-                            f"{self.instance.spec.resident_tiles} of {self.instance.spec.resident_smem} "
-                            "(resident_tiles, resident_smem): the schedule's rings may not fit", field="resident_smem")
+        if reserved > self.instance.spec.resident_smem:
+            raise EmitError(f"the kernel keeps {reserved} bytes resident ({', '.join(self.family.resident)}) but the "
+                            f"spec reserves {self.instance.spec.resident_smem}: the schedule's rings may not fit",
+                            field="resident_smem")
         if smem > limit:
             message = (f"shared memory {smem} bytes (rings, barriers and {BASE_SLACK} bytes of alignment slack) "
                        f"exceeds the machine's {limit}")
@@ -491,19 +487,11 @@ class _Layout:
                     exchanges.append(exchange)
                     rc.imports.append(exchange)
                     next(r for r in roles if r.role.id == source).exports.append(exchange)
-        if exchanges and offset > self.ring_end:
+        barriers = [b.offset for b in self.buffers if b.kind == "mbarrier"]
+        if exchanges and offset > min(barriers, default=0):
             raise EmitError(f"the epilogue exchanges {offset} bytes between roles, more than the ring slots "
-                            f"({self.ring_end} bytes)", field="smem")
+                            f"({min(barriers, default=0)} bytes)", field="smem")
         return exchanges
-
-    def _slots(self, name: str, depth: int, size: int) -> int:
-        """A data array: ``depth`` slots ``name[s]`` of ``size`` bytes at stride ``size`` (the templates'
-        address arithmetic), starting on a SLOT_ALIGN block and taking whole blocks; its offset."""
-        first = self.offset = blocks(self.offset)
-        for slot in range(depth):
-            self.buffers.append(Buffer(f"{name}[{slot}]", first + slot * size, size, "slot"))
-        self.offset = first + blocks(depth * size)
-        return first
 
     def _array(self, name: str, depth: int, size: int, kind: str, align: int, arrivals: int | None = None) -> int:
         """``depth`` consecutive entries ``name[s]`` (ring slots or mbarriers); the first one's offset."""
@@ -743,9 +731,8 @@ def _count_issues_between(steps: list[StepContext]) -> None:
 
 
 def smem_capacity(instance: Instance) -> int:
-    """The machine's shared memory per block."""
-    smem = instance.machine.memories.get("smem")
-    return smem.capacity if smem else 0
+    """The machine's shared memory per block: the loop's share plus what the spec reserves."""
+    return instance.loop.warps.smem + instance.spec.resident_smem
 
 
 def _tmem_allocation(columns: int) -> int:

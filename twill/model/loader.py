@@ -8,7 +8,6 @@ from typing import Any, Mapping
 
 from twill.errors import SpecError
 from twill.model.graph import longest_paths
-from twill.model.joint import fixed_smem
 from twill.model.loop import Dependence, Loop, Op, Reservation, Warps
 from twill.model.kinds import resolve_kind
 from twill.model.spec import EdgeSpec, LoopSpec, MachineSpec, OpSpec
@@ -133,21 +132,7 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
                            f"dependence cycle {names} has distance 0 and positive delay: "
                            "infeasible for every II")
     capacity = {unit: machine.capacity(unit) for unit in machine.units}
-    if warps is not None:
-        warps = _fixed_smem(spec, warps, ops, source)
     return Loop(spec.name, capacity, tuple(ops), tuple(edges), warps)
-
-
-def _fixed_smem(spec: LoopSpec, warps: Warps, ops: list[Op], source: SourceMap) -> Warps:
-    """The rings' share of shared memory: what the resident tiles leave, less what every kernel of
-    this loop takes besides its rings (alignment slack, mbarriers of resident tiles and accumulators,
-    the tensor-memory address: ``fixed_smem``)."""
-    fixed = fixed_smem(ops, spec.resident_tiles)
-    if warps.smem < fixed:
-        raise source.error(("resident_smem",), f"{spec.resident_smem} bytes and {fixed} bytes of alignment slack and "
-                                               f"barriers leave the loop no shared memory "
-                                               f"({warps.smem + spec.resident_smem} bytes in all)")
-    return dataclasses.replace(warps, smem=warps.smem - fixed)
 
 
 def _overwrites(spec: LoopSpec, index: dict[str, int], ops: list[Op], joint: bool, source: SourceMap) -> list[Op]:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from twill.model.joint import (MBARRIER_BYTES, SLOT_ALIGN, THREADS_PER_WARP, carries_registers, ceil_div,
-                               handoff_cost, has_ring, lifetime_terms, max_roles, register_bytes,
-                               register_lifetime_terms, same_role_pairs, transfer_cycles, value_memory)
+from twill.model.joint import (THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, lifetime_terms,
+                               max_roles, register_bytes, register_lifetime_terms, same_role_pairs,
+                               transfer_cycles)
 from twill.model.loop import Loop
 
 
@@ -71,7 +71,9 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
     used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
     add_registers(model, loop, register_needs(model, loop, ii, slot, start, x, reach, differ), used, wide, legal)
-    model.add(smem_terms(model, loop, ii, depth, differ) <= w.smem)
+    staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
+    model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)
+              + sum(register_bytes(ops[v]) * staged[v] for v in staged) <= w.smem)
     model.add(sum(op.tmem * depth[v] for v, op in enumerate(ops) if op.tmem) <= w.tmem)
 
     objectives = {
@@ -80,41 +82,6 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
         "roles": cp_model.LinearExpr.sum(used),
     }
     return JointModel(x, objectives)
-
-
-def smem_terms(model: cp_model.CpModel, loop: Loop, ii, depth, differ: RoleDiffer) -> cp_model.LinearExpr:
-    """Rule 9 as ``twill.model.joint.smem_bytes`` counts it, less the order tokens' barriers: per op
-    with a ring or an out-edge to another op, its channel's slots C(v) >= D(v) and >= the distance of
-    each edge that crosses roles; whole SLOT_ALIGN blocks of its data (an smem value's C(v) slots, a
-    register value's staging ring when it crosses); a full and an empty mbarrier per slot when some
-    out-edge crosses. Every term only grows with C(v) and the blocks, so their least values are the
-    exact ones. ``ii`` is a constant or, in the relaxation, a variable (only D(v) uses it)."""
-    terms = []
-    for v, op in enumerate(loop.ops):
-        if v not in depth:
-            continue
-        out = [e for e in loop.edges if e.src == v and e.dst != v]
-        domain = list(model.proto.variables[depth[v].index].domain)   # read afresh: a variable's own proto goes stale
-        low, high = domain[0], max([domain[-1]] + [e.distance for e in out])
-        crosses = flag(model, [differ(v, e.dst) for e in out], f"crosses_{op.name}")
-        channel = model.new_int_var(low, high, f"channel_{op.name}")
-        model.add(channel >= depth[v])
-        for e in out:
-            model.add(channel >= e.distance).only_enforce_if(differ(v, e.dst))
-        crossing_slots = model.new_int_var(0, high, f"crossing_slots_{op.name}")  # C(v) when some edge crosses
-        model.add(crossing_slots >= channel).only_enforce_if(crosses)
-        memory, size = value_memory(op)
-        slots = crossing_slots if memory == "registers" else channel if memory == "smem" else None
-        if memory == "registers":
-            size = register_bytes(op)
-        if slots is not None and size % SLOT_ALIGN:
-            whole = model.new_int_var(0, ceil_div(size * high, SLOT_ALIGN), f"blocks_{op.name}")
-            model.add(SLOT_ALIGN * whole >= size * slots)
-            terms.append(SLOT_ALIGN * whole)
-        elif slots is not None:
-            terms.append(size * slots)
-        terms.append(2 * MBARRIER_BYTES * crossing_slots)
-    return cp_model.LinearExpr.sum(terms)
 
 
 def add_roles(model: cp_model.CpModel, loop: Loop) -> tuple[list[list[cp_model.IntVar]], int]:
@@ -236,11 +203,10 @@ def lifetime_reach(loop: Loop, ii: int, stages_max: int) -> int:
 
 def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, reach: int,
                differ: RoleDiffer) -> dict[int, cp_model.IntVar]:
-    """Rule 7: ring depth D(v)·II >= L(v) for ops with a result, a fixed depth (then D(v) = depth) or
-    an out-edge to another op (its channel's slots when that crosses roles: ``has_ring``)."""
+    """Rule 7: ring depth D(v)·II >= L(v) for ops with a result or a fixed depth (then D(v) = depth)."""
     depth = {}
     for v, op in enumerate(loop.ops):
-        if not has_ring(loop, v):
+        if not op.has_value and op.depth is None:
             continue
         low, high = (op.depth, op.depth) if op.depth is not None else (1, reach)
         d = depth[v] = model.new_int_var(low, high, f"depth_{op.name}")

@@ -25,15 +25,15 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from twill.model.joint import (carries_registers, handoff_cost, has_ring, held_after_issue, lifetime_terms,
-                               register_lifetime_terms, same_role_pairs)
+from twill.model.joint import (carries_registers, handoff_cost, held_after_issue, lifetime_terms,
+                               register_bytes, register_lifetime_terms, same_role_pairs)
 from twill.model.loop import Loop
 from twill.solver.backend import Settings
 from twill.solver.bounds import stage_bound
 from twill.solver.cpsat_params import configure
 from twill.model.schedule import Schedule
 from twill.solver.joint_cpsat import (RoleDiffer, add_at_least, add_registers, add_roles, dense, flag, gated,
-                                      legal_setmaxnreg, lifetime_reach, smem_terms)
+                                      legal_setmaxnreg, lifetime_reach)
 
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
           cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "unknown"}
@@ -159,7 +159,7 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int], windows: bo
     reach = lifetime_reach(loop, lo, K)  # rule 7 (the depth range of joint_cpsat.add_depths at lo)
     depth = {}
     for v, op in enumerate(ops):
-        if not has_ring(loop, v):
+        if not op.has_value and op.depth is None:
             continue
         low, high = (op.depth, op.depth) if op.depth is not None else (1, reach)
         d = depth[v] = model.new_int_var(low, high, f"depth_{op.name}")
@@ -172,7 +172,9 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int], windows: bo
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
     add_registers(model, loop, relaxed_register_needs(model, loop, ii, hi, start, x, reach, differ), used, wide,
                   legal)  # rules 5 and 8
-    model.add(smem_terms(model, loop, ii, depth, differ) <= w.smem)  # rules 9 and 10
+    staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
+    model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)  # rules 9 and 10
+              + sum(register_bytes(ops[v]) * staged[v] for v in staged) <= w.smem)
     model.add(sum(op.tmem * depth[v] for v, op in enumerate(ops) if op.tmem) <= w.tmem)
     return model, ii, start, x
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import z3
 
-from twill.model.joint import (MBARRIER_BYTES, SLOT_ALIGN, THREADS_PER_WARP, ceil_div, depth, handoff_cost,
-                               has_ring, held_after_issue, lifetime_edges, lifetime_terms, max_roles, register_bytes, register_lifetime, register_lifetime_terms,
-                               released_after_issue, same_role_pairs, value_memory)
+from twill.model.joint import (THREADS_PER_WARP, ceil_div, depth, handoff_cost, held_after_issue, lifetime_edges,
+                               lifetime_terms, max_roles, register_bytes, register_lifetime, register_lifetime_terms,
+                               released_after_issue, same_role_pairs)
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 
@@ -45,7 +45,7 @@ def add_joint(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
     crossing = [crosses(loop, v, role) for v in range(len(loop.ops))]
     need = register_needs(solver, loop, ii, ids, slot, start, role)
     add_registers_and_warps(solver, loop, ids, role, need, roles_used, ctx)
-    add_memories(solver, loop, ring, role)
+    add_memories(solver, loop, ring, crossing)
     if not loop.warps.cross_role:
         solver.add([z3.Not(c) for c in crossing])
     handoff_bytes = z3.Sum([z3.IntVal(0, ctx)] + [z3.If(crossing[v], register_bytes(op), 0)
@@ -117,10 +117,10 @@ def add_blocking(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef]
 
 def add_depths(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef], role: list[z3.ArithRef],
                ctx: z3.Context) -> list[z3.ArithRef | None]:
-    """Rule 7: ring depth per op whose depth matters (``has_ring``), None elsewhere."""
+    """Rule 7: ring depth per op whose depth matters (a value or a fixed depth), None elsewhere."""
     ring: list[z3.ArithRef | None] = []
     for v, op in enumerate(loop.ops):
-        if not has_ring(loop, v):
+        if op.depth is None and not op.has_value:
             ring.append(None)
             continue
         if op.depth is not None:
@@ -215,34 +215,13 @@ def legal_setting(solver: z3.Solver, loop: Loop, name: str, ctx: z3.Context) -> 
     return value
 
 
-def add_memories(solver: z3.Solver, loop: Loop, ring: list[z3.ArithRef | None], role: list[z3.ArithRef]) -> None:
-    """Rules 9 and 10: tensor-memory rings; shared memory as ``twill.model.joint.smem_bytes`` counts
-    it, less the order tokens' barriers: per op, its channel's slots C(v) = max(D(v), the distance
-    of each edge that crosses roles), whole SLOT_ALIGN blocks of its data (an smem value's C(v)
-    slots, a register value's staging ring when it crosses), two mbarriers per slot when it crosses."""
-    ctx = solver.ctx
-    smem = [z3.IntVal(0, ctx)]
-    for v, op in enumerate(loop.ops):
-        if ring[v] is None:
-            continue
-        out = [e for e in loop.edges if e.src == v and e.dst != v]
-        crossing = z3.Or([z3.BoolVal(False, ctx)] + [role[e.dst] != role[v] for e in out])
-        channel = ring[v]
-        for e in out:
-            channel = z3.If(z3.And(role[e.dst] != role[v], channel < e.distance), e.distance, channel)
-        memory, size = value_memory(op)
-        slots = {"smem": channel, "registers": z3.If(crossing, channel, 0)}.get(memory)
-        if memory == "registers":
-            size = register_bytes(op)
-        if slots is not None and size % SLOT_ALIGN:
-            whole = z3.Int(f"blocks_{op.name}", ctx)
-            solver.add(SLOT_ALIGN * whole >= size * slots, SLOT_ALIGN * whole < size * slots + SLOT_ALIGN)
-            smem.append(SLOT_ALIGN * whole)
-        elif slots is not None:
-            smem.append(size * slots)
-        smem.append(z3.If(crossing, 2 * MBARRIER_BYTES * channel, 0))
-    solver.add(z3.Sum(smem) <= loop.warps.smem)
+def add_memories(solver: z3.Solver, loop: Loop, ring: list[z3.ArithRef | None], crossing: list[z3.BoolRef]) -> None:
+    """Rules 9 and 10: rings of every value in shared and tensor memory, and staging of crossing registers."""
+    smem = [op.smem * ring[v] for v, op in enumerate(loop.ops) if op.smem]
+    smem += [z3.If(crossing[v], register_bytes(op) * ring[v], 0) for v, op in enumerate(loop.ops) if op.registers]
     tmem = [op.tmem * ring[v] for v, op in enumerate(loop.ops) if op.tmem]
+    if smem:
+        solver.add(z3.Sum(smem) <= loop.warps.smem)
     if tmem:
         solver.add(z3.Sum(tmem) <= loop.warps.tmem)
 
