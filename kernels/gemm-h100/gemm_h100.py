@@ -11,11 +11,15 @@ kernel is loaded (``load()`` or the first launch), never at import.
     kernel(stream=s, **tensors)             # keyed by the manifest's argument names
 
 Arguments follow the manifest's "arguments", in order: a ``tensor_map`` argument is passed as a CUtensorMap by
-value (built here with cuTensorMapEncodeTiled), an ``output`` as a device pointer, an ``int`` as an int whose value
-comes from the tensors' shapes; "size_rules" say which sizes the kernel needs (multiples of a block, a head_dim).
+value (built here with cuTensorMapEncodeTiled), an ``input`` and an ``output`` as a device pointer, an ``int`` as an
+int whose value comes from the tensors' shapes; "size_rules" say which sizes the kernel needs (multiples of a
+block, a head_dim). An output marked ``"accumulated": true`` is added into by the kernel: one the launcher
+allocates starts at zero; one the caller passes (``out=``, or by name) is added into, so zero it for a fresh result.
 GEMM: C[M, N] = A[M, K] @ B[N, K]^T, A and B row-major with K contiguous, C fp32: ``C = run(A, B)``.
 FlashAttention forward: Q (B, SQ, H, D), K and V (B, SK, H, D) as FlashAttention takes them, O (B, SQ, H, D) and
 the base-2 log-sum-exp LSE (B, H, SQ), both fp32: ``O, LSE = run(Q, K, V)``.
+FlashAttention backward: Q, K, V, dO as above, the forward's LSE (base 2) and Delta = rowsum(dO * O), both fp32
+(B, H, SQ); dQ (accumulated), dK, dV fp32 like Q, K, V: ``dQ, dK, dV = run(Q, K, V, dO, LSE, Delta)``.
 numpy inputs carry bf16 as uint16 bit patterns (numpy has no bfloat16) and fp16 as float16.
 """
 
@@ -44,8 +48,9 @@ COMPILE_COMMAND = "twill emit ... --compile"
 HERE = Path(__file__).resolve().parent
 MANIFEST = json.loads((HERE / "manifest.json").read_text())
 ARGUMENTS = MANIFEST["arguments"]
-INPUTS = [a["name"] for a in ARGUMENTS if a["kind"] == "tensor_map"]
+INPUTS = [a["name"] for a in ARGUMENTS if a["kind"] in ("tensor_map", "input")]
 OUTPUTS = [a["name"] for a in ARGUMENTS if a["kind"] == "output"]
+ACCUMULATED = {a["name"] for a in ARGUMENTS if a["kind"] == "output" and a.get("accumulated")}
 
 
 class _Dtype(NamedTuple):
@@ -65,6 +70,8 @@ _SWIZZLE = {0: "CU_TENSOR_MAP_SWIZZLE_NONE", 32: "CU_TENSOR_MAP_SWIZZLE_32B",
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv}
 _NAMES = tuple(a["name"] for a in ARGUMENTS if a["kind"] == "int")   # what size expressions may name
+_BLOCK_INDEX = ("x", "y", "z")  # blockIdx, for what varies per CTA (a causal trip count); grid() never gives them
+_FUNCTIONS = {"ceil": math.ceil, "min": min, "max": max}
 _RULES = MANIFEST.get("size_rules", {})
 
 
@@ -74,7 +81,7 @@ def _check_manifest() -> None:
     if MANIFEST.get("kernel") != KERNEL:
         raise ImportError(f"{where} describes kernel {MANIFEST.get('kernel')!r}, not {KERNEL!r}")
     for arg in ARGUMENTS:
-        if arg["kind"] not in ("tensor_map", "output", "int"):
+        if arg["kind"] not in ("tensor_map", "input", "output", "int"):
             raise ImportError(f"{where}: argument {arg['name']} has unsupported kind {arg['kind']!r}")
         if arg["kind"] != "int" and arg["dtype"] not in _DTYPES:
             raise ImportError(f"{where}: argument {arg['name']} has unsupported dtype {arg['dtype']!r}")
@@ -95,8 +102,10 @@ _check_manifest()
 
 
 def evaluate(expression: str, sizes: dict[str, int]) -> int:
-    """Exact integer value of a manifest expression such as "ceil(M / 128)"; only the int arguments' names,
-    numbers, + - * / //, parentheses and ceil() are allowed (parsed, never eval'd)."""
+    """Exact integer value of a manifest expression such as "ceil(M / 128)" or a causal trip count
+    "min(SK / 128, ceil((x + 1) * 128 / 128))"; only the int arguments' names, the block index x, y, z (when
+    `sizes` gives it), numbers, + - * / //, parentheses, ceil(), min() and max() are allowed (parsed, never
+    eval'd)."""
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as exc:
@@ -111,7 +120,7 @@ def _evaluate(node: ast.expr, sizes: dict[str, int], expression: str) -> Fractio
     """One node of a size expression, in exact rational arithmetic."""
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return Fraction(node.value)
-    if isinstance(node, ast.Name) and node.id in _NAMES:
+    if isinstance(node, ast.Name) and node.id in _NAMES + _BLOCK_INDEX:
         if node.id not in sizes:
             raise ValueError(f"{expression!r} needs {node.id}, which is not given")
         return Fraction(sizes[node.id])
@@ -120,11 +129,11 @@ def _evaluate(node: ast.expr, sizes: dict[str, int], expression: str) -> Fractio
         if right == 0 and isinstance(node.op, (ast.Div, ast.FloorDiv)):
             raise ValueError(f"{expression!r} divides by zero for {sizes}")
         return Fraction(_BINOPS[type(node.op)](left, right))
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ceil"
-            and len(node.args) == 1 and not node.keywords):
-        return Fraction(math.ceil(_evaluate(node.args[0], sizes, expression)))
-    raise ValueError(f"{expression!r}: only {', '.join(_NAMES)}, numbers, + - * / //, parentheses and ceil() are "
-                     "allowed")
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
+            and len(node.args) == (1 if node.func.id == "ceil" else 2) and not node.keywords):
+        return Fraction(_FUNCTIONS[node.func.id](*(_evaluate(a, sizes, expression) for a in node.args)))
+    raise ValueError(f"{expression!r}: only {', '.join(_NAMES + _BLOCK_INDEX)}, numbers, + - * / //, parentheses, "
+                     "ceil(a), min(a, b) and max(a, b) are allowed")
 
 
 def grid(**sizes: int) -> tuple[int, int, int]:
@@ -266,13 +275,13 @@ def _tensor_map(arg: dict, address: int, sizes: dict[str, int]):
 def _parameters(pointers: dict[str, int], sizes: dict[str, int]) -> tuple[tuple, tuple]:
     """kernelParams in cuda.bindings' (values, types) form, in manifest order. Type None makes cuda.bindings pass
     the object's getPtr(), the address of its 128-byte CUtensorMap, which the driver copies: the tensor map goes
-    by value. c_void_p (the output's address) and c_int (M, N, K) are packed into argument slots."""
+    by value. c_void_p (an input's or output's address) and c_int (M, N, K) are packed into argument slots."""
     values, types = [], []
     for arg in ARGUMENTS:
         if arg["kind"] == "tensor_map":
             values.append(_tensor_map(arg, pointers[arg["name"]], sizes))
             types.append(None)
-        elif arg["kind"] == "output":
+        elif arg["kind"] in ("input", "output"):
             values.append(pointers[arg["name"]])
             types.append(ctypes.c_void_p)
         else:
@@ -351,9 +360,10 @@ class Kernel:
         outputs = []
         for arg in (a for a in ARGUMENTS if a["kind"] == "output"):
             output = tensors.get(arg["name"])
-            if output is None:
-                dtype = getattr(torch, _DTYPES[arg["dtype"]].torch)
-                output = torch.empty(_output_shape(arg, sizes), dtype=dtype, device=device)
+            if output is None:  # an accumulated output starts at zero; a given one is added into
+                allocate = torch.zeros if arg["name"] in ACCUMULATED else torch.empty
+                output = allocate(_output_shape(arg, sizes), dtype=getattr(torch, _DTYPES[arg["dtype"]].torch),
+                                  device=device)
             outputs.append(output)
         pointers = {name: x.data_ptr() for name, x in tensors.items() if x is not None}
         pointers.update({name: x.data_ptr() for name, x in zip(OUTPUTS, outputs)})
@@ -363,9 +373,16 @@ class Kernel:
         return _outputs(outputs)
 
     def _run_numpy(self, tensors: dict, sizes: dict[str, int]):
-        """Copy numpy inputs to the device, launch on the null stream, wait, copy the outputs back, free."""
-        results = {a["name"]: np.empty(_output_shape(a, sizes), dtype=_DTYPES[a["dtype"]].numpy)
-                   for a in ARGUMENTS if a["kind"] == "output"}
+        """Copy numpy inputs to the device, launch on the null stream, wait, copy the outputs back, free. An
+        accumulated output goes to the device first: zeros, or the caller's values, which the kernel adds into."""
+        results = {}
+        for arg in (a for a in ARGUMENTS if a["kind"] == "output"):
+            name, given = arg["name"], tensors.get(arg["name"])
+            if name in ACCUMULATED and given is not None:
+                results[name] = np.array(given, order="C")  # the caller's values, which the kernel adds into
+            else:
+                allocate = np.zeros if name in ACCUMULATED else np.empty
+                results[name] = allocate(_output_shape(arg, sizes), dtype=_DTYPES[arg["dtype"]].numpy)
         buffers: dict[str, _DeviceBuffer] = {}
         with self.load()._current():
             try:
@@ -375,6 +392,8 @@ class Kernel:
                     buffers[name].upload(array)
                 for name, result in results.items():
                     buffers[name] = _DeviceBuffer(result.nbytes)
+                    if name in ACCUMULATED:
+                        buffers[name].upload(result)
                 self._launch({name: int(b.pointer) for name, b in buffers.items()}, sizes, 0)
                 _check("kernel execution (cuStreamSynchronize)", driver.cuStreamSynchronize(driver.CUstream(0)))
                 for name, result in results.items():
@@ -416,9 +435,10 @@ def load(device: int = 0) -> Kernel:
 
 def run(*inputs, out=None, stream=None):
     """Output(s) of the kernel on positional inputs in manifest order: GEMM C = run(A, B) (C = A @ B^T);
-    FlashAttention forward O, LSE = run(Q, K, V). torch CUDA tensors run asynchronously on `stream` (default: the
-    current stream) and return torch tensors; numpy arrays run synchronously on device 0 and return numpy arrays.
-    `out` (one array, or a tuple with one per output) receives the results if given."""
+    FlashAttention forward O, LSE = run(Q, K, V); backward dQ, dK, dV = run(Q, K, V, dO, LSE, Delta). torch CUDA
+    tensors run asynchronously on `stream` (default: the current stream) and return torch tensors; numpy arrays
+    run synchronously on device 0 and return numpy arrays. `out` (one array, or a tuple with one per output)
+    receives the results if given; an accumulated output given there is added into, not overwritten."""
     if len(inputs) != len(INPUTS):
         raise TypeError(f"run() takes {len(INPUTS)} inputs ({', '.join(INPUTS)}), got {len(inputs)}")
     tensors = dict(zip(INPUTS, inputs))

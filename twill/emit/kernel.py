@@ -411,13 +411,16 @@ class _Layout:
         program, loop = self.program, self.loop
         data: dict[int, tuple[int, int]] = {}      # op -> (offset, bytes per slot) of its smem ring
         rings = []
+        # Data first, each ring on whole SLOT_ALIGN blocks, then the resident tiles, then every mbarrier,
+        # then the tensor-memory address: no padding between barriers and the next tile.
         for ch in program.value_channels:
             if ch.memory == "smem":
-                data[ch.producer] = (self._array(ch.name, ch.depth, ch.slot_size, "slot", SLOT_ALIGN), ch.slot_size)
+                data[ch.producer] = (self._slots(ch.name, ch.depth, ch.slot_size), ch.slot_size)
         for value in program.values:
             if value.memory == "smem" and value.op not in data:
-                data[value.op] = (self._array(loop.ops[value.op].name, value.depth, value.size, "slot", SLOT_ALIGN),
-                                  value.size)
+                data[value.op] = (self._slots(loop.ops[value.op].name, value.depth, value.size), value.size)
+        self.ring_end = self.offset
+        tiles = {name: self._slots(name, 1, load.bytes) for name, load in self.family.resident.items()}
         for ch in program.channels:
             full = self._array(f"{ch.name}.full", ch.depth, 8, "mbarrier", 8, 1)
             empty = self._array(f"{ch.name}.empty", ch.depth, 8, "mbarrier", 8, ch.empty_arrivals)
@@ -430,8 +433,7 @@ class _Layout:
                 self.tmem_map.append({"name": loop.ops[value.op].name, "column": self.tmem_next,
                                       "columns": value.size * value.depth})
                 self.tmem_next += value.size * value.depth
-        resident = [Resident(name, load, self._take(name, load.bytes, "slot", SLOT_ALIGN),
-                             self._take(f"{name}.full", 8, "mbarrier", 8, 1))
+        resident = [Resident(name, load, tiles[name], self._take(f"{name}.full", 8, "mbarrier", 8, 1))
                     for name, load in self.family.resident.items()]
         acc_barrier = tmem_address = None
         if tmem_column:
@@ -487,11 +489,20 @@ class _Layout:
                     exchanges.append(exchange)
                     rc.imports.append(exchange)
                     next(r for r in roles if r.role.id == source).exports.append(exchange)
-        barriers = [b.offset for b in self.buffers if b.kind == "mbarrier"]
-        if exchanges and offset > min(barriers, default=0):
+        if exchanges and offset > self.ring_end:
             raise EmitError(f"the epilogue exchanges {offset} bytes between roles, more than the ring slots "
-                            f"({min(barriers, default=0)} bytes)", field="smem")
+                            f"({self.ring_end} bytes)", field="smem")
         return exchanges
+
+    def _slots(self, name: str, depth: int, size: int) -> int:
+        """A data array: ``depth`` slots ``name[s]`` of ``size`` bytes at stride ``size`` (the templates'
+        address arithmetic), starting on a SLOT_ALIGN block; its offset. A 128-byte-swizzled TMA tile
+        is a whole number of blocks, so each of its slots starts on one too."""
+        first = self.offset = -(-self.offset // SLOT_ALIGN) * SLOT_ALIGN
+        for slot in range(depth):
+            self.buffers.append(Buffer(f"{name}[{slot}]", first + slot * size, size, "slot"))
+        self.offset = first + depth * size
+        return first
 
     def _array(self, name: str, depth: int, size: int, kind: str, align: int, arrivals: int | None = None) -> int:
         """``depth`` consecutive entries ``name[s]`` (ring slots or mbarriers); the first one's offset."""
