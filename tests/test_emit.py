@@ -437,6 +437,85 @@ def test_the_forward_optimums_p_wait_is_implied_by_its_order_tokens(tmp_path):
     assert all(run.ok for run in runs), runs
 
 
+# --- FlashAttention forward on Blackwell (host twin): S, P and O in tensor memory ------------------
+
+FA4 = ROOT / "specs/schedules/fa4-b200.yaml"
+FA_B200_OPTIMUM = ROOT / "kernels/fa-fwd-b200.schedule.yaml"
+
+
+def b200_program(schedule: Path = FA4, params: dict | None = None):
+    instance = load_instance(FA_FWD, "b200", params)
+    hand = review(instance.loop, load_hand_schedule(str(schedule), instance.loop))
+    assert hand.valid
+    return instance, hand.schedule, lower(instance.loop, hand.schedule)
+
+
+@pytest.mark.parametrize("schedule", [FA4, FA_B200_OPTIMUM])
+def test_fa_forward_b200_twin_matches_numpy_under_tsan(schedule, tmp_path):  # about 2 minutes each under TSAN
+    """FA4's hand schedule (an MMA warp, two softmax warpgroups, a correction warpgroup) and twill's
+    optimum (each softmax warpgroup issues its own MMAs): S = Q K^T into tensor memory, ldS, P in
+    16 bits over S's upper columns, read there by PV, O rescaled in tensor memory, alpha staged for
+    the correction warpgroup, O / l read from tensor memory after the loop."""
+    instance, solved, program = b200_program(schedule)
+    result = emit_kernel(instance, solved, {}, "host", str(tmp_path / "out"), check=True, seed=2)
+    assert result.ok, result.text()
+    assert [run.trips for run in result.runs] == sorted({0, 1, 2, solved.stages - 1, solved.stages, 5, 64})
+    assert all(run.max_error < 2e-3 for run in result.runs)   # P rounded to bf16 before PV, as on the device
+    assert [(m["name"], m["column"]) for m in result.manifest["tmem"]["map"]] == [
+        ("qk.0", 0), ("qk.1", 128), ("pv.0", 256), ("pv.1", 384)]
+    source = (tmp_path / "out" / "fa_fwd_b200.cpp").read_text()
+    assert "tmem_pack_16x2<true>" in source and "tmem_unpack_16<true>" in source
+
+
+@pytest.mark.parametrize("step, channel", [("pv.0", "stP.0"), ("ldS.1", "qk.1")])
+def test_the_b200_twin_catches_a_missing_tensor_memory_wait(step, channel, tmp_path):
+    """On FA4's schedule, PV reading P before it is stored and ldS reading S before QK^T's commit
+    are each a race on the twin's tensor memory (or a wrong result)."""
+    instance, _, program = b200_program()
+    runs = twin_runs(instance, without_wait(program, step, channel), tmp_path, [4], delay_seed=1)
+    assert failed(runs), runs
+
+
+def test_fa_forward_variants_name_their_targets(tmp_path):
+    """The Blackwell variant has no wgmma bodies (S and O are in tensor memory), the Hopper variant
+    no tcgen05 ones; the mask of S in tensor memory has no body yet."""
+    instance, _, program = b200_program()
+    with pytest.raises(EmitError, match="no op bodies for sm90a"):
+        build_kernel(instance, program, "sm90a", kernel_name(instance))
+    _, _, hopper = fa3_program()
+    with pytest.raises(EmitError, match="no op bodies for sm100a"):
+        build_kernel(load_instance(FA_FWD, "h100"), hopper, "sm100a", "fa")
+    causal = load_instance(FA_FWD, "b200", {"causal": True})
+    with pytest.raises(EmitError, match="mask of S in tensor memory"):
+        build_kernel(causal, program, "host", "fa")
+
+
+@needs_nvrtc
+def test_fa_forward_b200_optimum_compiles_clean_for_sm100a(tmp_path):
+    """FA4's structure on sm100a: S = Q K^T and O += P V by tcgen05.mma (P from tensor memory, V
+    MN-major), tcgen05.ld/st for S, P and O's rescale, ex2 per row, the softmax warpgroups at
+    setmaxnreg 208 and their own MMAs' completion barriers, within 0 spills and no stack."""
+    instance, solved, _ = b200_program(FA_B200_OPTIMUM)
+    result = emit_kernel(instance, solved, {}, "sm100a", str(tmp_path / "out"), compile_=True)
+    report = result.manifest["compile"]
+    assert result.ok, result.problems
+    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    assert all(report["sass_classes"].get(name) for name in ("UTCHMMA", "LDTM", "STTM", "MUFU", "UTCBAR", "UTMALDG"))
+    assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in result.manifest["warpgroups"])
+    source = (tmp_path / "out" / "fa_fwd_b200.cu").read_text()
+    assert "umma_f16_ts(" in source and "umma_desc_mn(" in source and ".done" in json.dumps(result.manifest["smem"])
+
+
+def test_fa4s_hand_schedule_is_refused_on_sm100a_for_shared_memory():
+    """FA4's schedule keeps K and V rings of 2 and 3 slots, the 64 KiB Q and alpha staged for the
+    correction warpgroup: with the mbarriers and the 1024 bytes of alignment slack that the model
+    does not count, it is over the B200's 232448 bytes; the twin runs it with a warning."""
+    instance, _, program = b200_program()
+    with pytest.raises(EmitError, match="exceeds the machine's 232448"):
+        build_kernel(instance, program, "sm100a", kernel_name(instance))
+    assert build_kernel(instance, program, "host", kernel_name(instance)).warnings
+
+
 # --- FlashAttention backward (host twin) ---------------------------------------------------------
 
 def test_fa_backward_twin_matches_numpy_on_fa3s_schedule_under_tsan(tmp_path):

@@ -85,7 +85,7 @@ def manifest(kernel: Kernel, schedule_info: dict[str, Any]) -> dict[str, Any]:
                       "tx_bytes": ring.channel.tx_bytes if barrier == "full" else 0,
                       "offset": ring.full if barrier == "full" else ring.empty}
                      for ring in kernel.rings for barrier in ("full", "empty")]
-                    + ([{"channel": "accumulators", "barrier": "full", "slots": 1, "arrivals": 1, "tx_bytes": 0,
+                    + ([{"channel": "accumulators", "barrier": "full", "slots": 1, "arrivals": kernel.acc_arrivals, "tx_bytes": 0,
                          "offset": kernel.acc_barrier}] if kernel.acc_barrier is not None else []),
         "arguments": [a.manifest() for a in family.arguments],
         "size_rules": family.size_rules,

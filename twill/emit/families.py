@@ -34,6 +34,7 @@ from twill.sim.semantics import attention_backward
 
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 BOX_ELEMENTS = 64                      # 16-bit elements in one 128-byte swizzled row
+TMEM_LANES = 128                       # tensor memory: 128 lanes of 32-bit cells (PTX ISA, "Tensor Memory")
 
 
 class Unsupported(Exception):
@@ -90,14 +91,15 @@ class Load:
 @dataclass(frozen=True)
 class Mma:
     """An MMA: D[rows, n] += A[rows, k] B[n, k]^T, A and B read from the slots of ops ``a`` and ``b``
-    (A from registers where ``a`` is a register value); B is stored n x k (K-major) or, with
-    ``b_mn_major``, k x n (FA's V in PV = P V)."""
+    (A from registers where ``a`` is a register value, from tensor memory with ``a_tmem``); B is
+    stored n x k (K-major) or, with ``b_mn_major``, k x n (FA's V in PV = P V)."""
 
     a: str
     b: str
     row: int                            # first row of A (and of the output) this part owns
-    a_rows: int                         # rows of the whole A tile in shared memory (0: A in registers)
+    a_rows: int                         # rows of the whole A tile in shared memory (0: A elsewhere)
     b_mn_major: bool = False
+    a_tmem: bool = False                # A is in tensor memory (tcgen05.mma's A-in-TMEM form: FA4's P)
 
 
 @dataclass(frozen=True)
@@ -239,9 +241,17 @@ class Attention(Family):
 
 
 class FlashForward(Attention):
+    """FlashAttention forward, in two variants the spec's ops tell apart. Hopper (FA3): S, P and O in
+    registers, P converted to 16 bits for PV's A operand. Blackwell (FA4, the spec's ``ldS``): S and O
+    in tensor memory (one 128-row MMA tile per part, row r in lane r); ``ldS`` loads S into registers
+    (tcgen05.ld), ``exp`` writes P over them, ``stP`` stores P in 16 bits into S's columns, from
+    column ``block_n / 2`` of S on (two elements a column, as FA4's ``tmem_s_to_p_offset``), and
+    ``pv`` reads it there as its A operand; ``rescale`` multiplies O in tensor memory; after the loop
+    the role holding part p of ``rowsum`` reads O from tensor memory and stores it."""
+
     name = "fa-fwd"
-    targets = ("sm90a", "host")
-    kinds = ("tma_load", "mma", "scale", "rowmax", "exp2", "rowsum", "convert")
+    kinds = ("tma_load", "mma", "scale", "rowmax", "exp2", "rowsum", "convert", "tmem_load", "tmem_store",
+             "rescale_tmem")
     tolerance = 2e-2                    # P is rounded to 16 bits before PV, as on the device
     in_place = {"mask": "qk", "rescale": "pv"}
 
@@ -249,30 +259,46 @@ class FlashForward(Attention):
         super().__init__(params, parts)
         self.block_m, self.block_n, self.head_dim = params["block_m"], params["block_n"], params["head_dim"]
         self.causal = params["causal"]
+        self.tmem = "ldS" in parts      # the Blackwell variant
+        self.targets = ("sm100a", "host") if self.tmem else ("sm90a", "host")
         self.boxes = self.head_dim // BOX_ELEMENTS
         tile = self.head_dim * ELEMENT_BYTES[self.dtype]
         self.resident = {"Q": Load("Q", ("0", "head", "q0", "batch"), self.boxes, self.block_m * tile)}
         self.constants = {"D": self.head_dim}
         self.initial = {"rowmax": "-INFINITY", "rowsum": "0.0f", "pv": "0.0f"}
-        self.epilogue = {"pv": ("rowsum", "rowmax")}
+        self.epilogue = {"rowsum": ("rowmax",)} if self.tmem else {"pv": ("rowsum", "rowmax")}
+        self.p_offset = self.block_n // 2    # P's first column within S's (FA4: flash_fwd_sm100.py, tmem_s_to_p_offset)
 
     def mma(self, base: str, part: int | None) -> Mma:
         row = (part or 0) * self.rows(base)
         if base == "qk":
             return Mma("Q", "loadK", row, self.block_m)
+        if self.tmem:
+            return Mma("stP", "loadV", row, 0, b_mn_major=True, a_tmem=True)
         return Mma("convert", "loadV", row, 0, b_mn_major=True)
+
+    def tmem_operand(self, name: str, part: int | None) -> tuple[str, int]:
+        """Blackwell: where an MMA operand in tensor memory lives, as (tensor-memory value, first column
+        within it): P (``stP``) over S, from column ``p_offset`` on."""
+        assert name == "stP"
+        return ("qk" if part is None else f"qk.{part}"), self.p_offset
 
     def register_elements(self, base: str) -> int:
         rows = self.rows(base)
         tile, out = rows * self.block_n, rows * self.head_dim
-        return {"qk": tile, "mask": tile, "exp": tile, "convert": tile, "pv": out, "rescale": out,
+        return {"qk": tile, "ldS": tile, "mask": tile, "exp": tile, "convert": tile, "pv": out, "rescale": out,
                 "rowmax": 2 * rows, "alpha": rows, "rowsum": rows}[base]
 
     def fragment(self, base: str) -> tuple[str, int]:
-        """sm90a: (C type, elements) one thread holds of a register value, per 64-row group of its
-        part. A thread owns two rows of each group (the wgmma accumulator layout, docs/emit.md): S
+        """(C type, elements) one thread holds of a register value. sm90a, per 64-row group of its
+        part: a thread owns two rows of each group (the wgmma accumulator layout, docs/emit.md): S
         and P (fp32) and O are accumulator fragments; P in 16 bits is packed in pairs, as wgmma's A
-        operand; m keeps (m_old, m_new) for both rows; alpha and the thread's partial l one per row."""
+        operand; m keeps (m_old, m_new) for both rows; alpha and the thread's partial l one per row.
+        sm100a: a thread owns one row (tensor-memory lane = row): S and P all block_n columns, m
+        (m_old, m_new), alpha and l one each."""
+        if self.tmem:
+            return {"ldS": ("float", self.block_n), "rowmax": ("float", 2), "alpha": ("float", 1),
+                    "rowsum": ("float", 1)}[base]
         tile, out = ("float", self.block_n // 2), ("float", self.head_dim // 2)
         return {"qk": tile, "mask": tile, "exp": tile, "convert": ("u32", self.block_n // 4), "pv": out,
                 "rescale": out, "rowmax": ("float", 4), "alpha": ("float", 2), "rowsum": ("float", 2)}[base]
@@ -283,7 +309,9 @@ class FlashForward(Attention):
         """sm90a staging layout (fa-fwd.sm90a.j2): a per-row value (m, alpha) as ``values`` row vectors
         of the part's rows, written by one lane of each quad; anything else as the thread fragments,
         element (g, j) of thread t at 4-byte word (g N + j) 128 + t (consecutive threads, consecutive
-        words: no bank conflicts)."""
+        words: no bank conflicts). sm100a stages fp32 row-major, as the twin."""
+        if self.tmem:
+            return super().staged_bytes(base)
         if base in self.ROW_VALUES:
             return 4 * self.ROW_VALUES[base] * self.rows(base)
         _, count = self.fragment(base)
@@ -293,6 +321,11 @@ class FlashForward(Attention):
         super().check()
         if self.params["emulated"]:
             raise Unsupported("emulated", "the polynomial exp2 (exp_poly) has no op body yet")
+        if self.tmem and self.causal:
+            raise Unsupported("causal", "the Blackwell variant's mask of S in tensor memory has no op body yet")
+        if self.tmem and self.rows("qk") > TMEM_LANES:
+            raise Unsupported("block_m", f"block_m = {self.block_m} in {self.parts['qk']} parts gives "
+                                         f"{self.rows('qk')}-row tiles; tensor memory has {TMEM_LANES} lanes")
 
     @property
     def arguments(self) -> tuple[Argument, ...]:

@@ -133,6 +133,8 @@ class LocalWait:
     name: str
     distance: int
     after: list[tuple[int, int]]
+    kind: str = "mma"                     # the awaited op's kind
+    barrier: int | None = None            # sm100a, an awaited MMA: its completion barrier (one commit an instance)
 
 
 @dataclass
@@ -148,12 +150,14 @@ class StepContext:
     binding: Any = None                  # the family's Load / Mma for this op
     operands: dict[str, Operand] = field(default_factory=dict)
     tmem_column: int | None = None       # tcgen05 accumulator column
+    done_barrier: int | None = None      # sm100a: the barrier its completion is committed to (a local wait awaits it)
     deferred: bool = False               # sm90a: its completion signals wait for the role's next commit
-    form: str = "ss"                     # mma: "rs" where A is a register value (sm90a wgmma)
+    form: str = "ss"                     # mma: "rs" where A is a register value (sm90a wgmma), "ts" in tensor memory
     reads: list[dict[str, str]] = field(default_factory=list)   # per unrolled position: input -> its register copy
                                                                 # (host: a C pointer to it) or a pointer into its slot
     writes: list[str | None] = field(default_factory=list)      # per unrolled position: the copy it writes
     boxed: set[str] = field(default_factory=set)                # inputs read from a slot as a 16-bit swizzled tile
+    slotted: set[str] = field(default_factory=set)              # inputs read from a slot (staged by another role)
     stages: list[list["Stage"]] = field(default_factory=list)   # per unrolled position: copies into slots after the body
     fetches: list[list["Fetch"]] = field(default_factory=list)  # per unrolled position (device): slots read into
                                                                 # registers before the body
@@ -173,6 +177,7 @@ class Stage:
     boxed: bool
     rows: int
     cols: int
+    base: str = ""                      # the value's op base name (its family fragment)
 
     @property
     def elements(self) -> int:
@@ -291,6 +296,12 @@ class Kernel:
     resident: list[Resident]
     exchanges: list[Exchange] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)   # host twin: what the device targets would refuse
+    acc_arrivals: int = 1                # the accumulators barrier: one commit per role issuing tensor-memory MMAs
+    done_barriers: list[int] = field(default_factory=list)   # sm100a: completion barriers of awaited MMAs
+
+    def tmem_column(self, name: str) -> int:
+        """The first tensor-memory column of value ``name`` (the layout's ``tmem_map``)."""
+        return next(entry["column"] for entry in self.tmem_map if entry["name"] == name)
 
     @property
     def threads(self) -> int:
@@ -326,7 +337,7 @@ class Kernel:
     @property
     def uses_setmaxnreg(self) -> bool:
         """Only where warpgroups differ: one group keeps the launch allocation."""
-        return self.target == "sm90a" and len({g.setmaxnreg for g in self.warpgroups}) > 1
+        return self.target in ("sm90a", "sm100a") and len({g.setmaxnreg for g in self.warpgroups}) > 1
 
 
 def build_kernel(instance: Instance, program: Program, target: str, name: str) -> Kernel:
@@ -349,11 +360,14 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
         if kind not in family.kinds:
             raise EmitError(f"op {op_name!r}: kind {kind!r} has no op body for target {target}", field="ops")
     _check_shapes(instance, program, target, ops)
-    if target == "sm100a":
+    if target != "host":
+        operands = {name for kind, _, base, part in ops.values() if kind == "mma"
+                    for name in _binding_names(family, base, part)}
         for ch in program.channels:
-            if ch.memory == "smem" and loop.ops[ch.producer].registers:
+            if ch.memory == "smem" and loop.ops[ch.producer].registers and \
+                    split_name(loop.ops[ch.producer].name)[0] in operands:
                 raise EmitError(f"channel {ch.name!r}: register values staged through shared memory are emitted "
-                                "for the host twin and sm90a only so far", field="ops")
+                                "for the host twin, and on the device not as an MMA operand, so far", field="ops")
     return _Layout(instance, program, target, name, family, ops).kernel()
 
 
@@ -385,9 +399,11 @@ def _check_shapes(instance: Instance, program: Program, target: str, ops: dict) 
     if target == "sm100a":
         for role in program.roles:
             for step in role.steps:
-                if step.local_waits:
-                    raise EmitError(f"op {step.name!r} on role {role.id} waits for its own role's asynchronous op; "
-                                    "sm100a has no commit-barrier local waits yet", field="ops")
+                for wait in step.local_waits:
+                    name = program.loop.ops[wait.op].name
+                    if ops[name][0] not in ("mma", "tmem_load"):
+                        raise EmitError(f"op {step.name!r} on role {role.id} waits for its own {name!r}: sm100a "
+                                        "waits for its own MMAs and tensor-memory loads only", field="ops")
 
 
 class _Layout:
@@ -435,12 +451,22 @@ class _Layout:
                 self.tmem_next += value.size * value.depth
         resident = [Resident(name, load, tiles[name], self._take(f"{name}.full", 8, "mbarrier", 8, 1))
                     for name, load in self.family.resident.items()]
+        done = {}
+        if self.target == "sm100a":   # an MMA its own role waits for commits each instance to a barrier of its own
+            awaited = {w.op for r in program.roles for st in r.steps for w in st.local_waits}
+            done = {v: self._take(f"{loop.ops[v].name}.done", 8, "mbarrier", 8, 1) for v in sorted(awaited)
+                    if self.ops[loop.ops[v].name][0] == "mma"}
+        acc_arrivals = len({program.schedule.roles[v] for v in tmem_column})
         acc_barrier = tmem_address = None
         if tmem_column:
-            acc_barrier = self._take("accumulators.full", 8, "mbarrier", 8, 1)
+            acc_barrier = self._take("accumulators.full", 8, "mbarrier", 8, acc_arrivals)
             tmem_address = self._take("tmem_address", 4, "tmem_address", 4)
         self.rings = rings
         steps = {s.op: self._step(s, rings, data, tmem_column) for r in program.roles for s in r.steps}
+        for sc in steps.values():
+            sc.done_barrier = done.get(sc.step.op)
+            for wait, awaited in zip(sc.local_waits, sc.step.local_waits):
+                wait.kind, wait.barrier = self.ops[wait.name][0], done.get(awaited.op)
         groups = self._warpgroups(steps)
         exchanges = self._exchanges([rc for g in groups for rc in g.roles])
         tmem_outputs = [steps[v] for v in tmem_column if loop.ops[v].accumulator]
@@ -466,7 +492,7 @@ class _Layout:
                             field="tmem")
         return Kernel(self.name, self.target, self.instance, program, self.family, groups, self.buffers, rings,
                       smem, columns, self.tmem_map, acc_barrier, tmem_address, tmem_outputs, resident, exchanges,
-                      warnings)
+                      warnings, acc_arrivals, list(done.values()))
 
     def _exchanges(self, roles: list[RoleContext]) -> list[Exchange]:
         """The values the family's epilogue needs on the role that stores an output (``epilogue``:
@@ -526,7 +552,7 @@ class _Layout:
                     crossing = ch is not None and self.program.schedule.roles[e.dst] != ch.producer_role
                     slots = rings[ch.id].slots if crossing else program.values[e.src].depth
                     ctx.operands[split_name(loop.ops[e.src].name)[0]] = Operand(offset, size, slots, e.distance)
-            ctx.form = "ss" if ctx.binding.a_rows else "rs"
+            ctx.form = "ts" if ctx.binding.a_tmem else "ss" if ctx.binding.a_rows else "rs"
             ctx.tmem_column = tmem_column.get(step.op)
         return ctx
 
@@ -652,11 +678,11 @@ class _Staging:
         boxed = base in self.operands
         elements = self.family.register_elements(base)
         rows = self.family.rows(base) if boxed else 1
-        needed = self.family.staged_bytes(base) if self.layout.target != "host" else elements * (2 if boxed else 4)
+        needed = self.family.staged_bytes(base) if self.layout.target == "sm90a" else elements * (2 if boxed else 4)
         if needed > ring.slot_bytes:
             raise EmitError(f"op {self.loop.ops[v].name!r}: {needed} bytes do not fit channel "
                             f"{ring.channel.name!r}'s {ring.slot_bytes}-byte slot", field="channels")
-        return Stage(source, ring, shift, boxed, rows, elements // rows)
+        return Stage(source, ring, shift, boxed, rows, elements // rows, base)
 
     def place(self, sc: StepContext, unroll: int) -> None:
         v, stage, role = sc.step.op, sc.step.stage, self.role
@@ -673,9 +699,10 @@ class _Staging:
                         where += ".data()"
                 else:
                     where, boxed, ring, shift = self.slot(e.src, e.distance)
+                    sc.slotted |= {self.base(e.src), name}
                     if boxed:
                         sc.boxed |= {self.base(e.src), name}
-                    elif device:
+                    elif self.layout.target == "sm90a":   # sm90a reads it in place through a view; sm100a by pointer
                         fetch = Fetch("in_" + name.replace(".", "_"), self.base(e.src), ring, shift)
                         if fetch not in fetches:
                             fetches.append(fetch)
@@ -699,8 +726,8 @@ class _Staging:
                     stages.append(self.stage(v, copy if device else f"{copy}.data()", ring, shift))
             else:   # computed here into another role's storage: into the slot, through the scratch
                 if device:
-                    raise EmitError(f"op {self.loop.ops[v].name!r} updates a value another role holds: emitted for the "
-                                    "host twin only so far", field="ops")
+                    raise EmitError(f"op {self.loop.ops[v].name!r} computes into another role's storage: emitted for "
+                                    "the host twin only so far", field="ops")
                 ring, shift = self.slot_of(v)
                 staged = self.stage(v, "scratch.data()", ring, shift)
                 self.scratch = max(self.scratch, staged.elements)
@@ -739,6 +766,11 @@ def _count_issues_between(steps: list[StepContext]) -> None:
                                 field="roles")
             wait.after = [(c, steps[j].step.stage) for c in range(back, -1, -1) for j in range(len(steps))
                           if steps[j].kind == "mma" and (c, -j) < (back, -w) and (c, -j) > (0, -x)]
+            if wait.barrier is not None and back >= 1 and (back - 1, -w) > (0, -x):
+                # the completion barrier completes once an instance: parity (q & 1) names instance q only
+                # while the next instance has not been issued
+                raise EmitError(f"op {sc.step.name!r} waits for {wait.name!r} after its role issued the next "
+                                f"instance of it: sm100a's completion barrier cannot tell the two apart", field="roles")
 
 
 def smem_capacity(instance: Instance) -> int:

@@ -250,6 +250,33 @@ inline float round_16(float x) {
   return (float)(_Float16)x;
 }
 
+// Two values rounded to 16 bits in one 32-bit tensor-memory cell, the lower column in the low half
+// (the A operand of tcgen05.mma read from tensor memory: 16-bit elements packed two a 32-bit cell),
+// and half h of such a cell as fp32. The twin's cells are floats: the 32 bits are carried as they are.
+template <bool BF16>
+inline u32 bits_16(float x) {
+  x = round_16<BF16>(x);
+  if (BF16) { u32 bits; std::memcpy(&bits, &x, 4); return bits >> 16; }
+  _Float16 h = (_Float16)x;
+  uint16_t v;
+  std::memcpy(&v, &h, 2);
+  return v;
+}
+template <bool BF16>
+inline float tmem_pack_16x2(float lo, float hi) {
+  u32 cell = bits_16<BF16>(lo) | (bits_16<BF16>(hi) << 16);
+  float f;
+  std::memcpy(&f, &cell, 4);
+  return f;
+}
+template <bool BF16>
+inline float tmem_unpack_16(float cell, int h) {
+  u32 bits;
+  std::memcpy(&bits, &cell, 4);
+  uint16_t v = (uint16_t)(bits >> (16 * h));
+  return BF16 ? bf16_to_float(v) : fp16_to_float(v);
+}
+
 // D[m x n] (+)= A[m x k] B[n x k]^T over swizzled K-major tiles, fp32 accumulation: the tensor core's
 // contract for one MMA (wgmma or tcgen05), executed synchronously.
 // a and b are boxed tiles of a_rows and n rows; this MMA reads rows a_row .. a_row + m of a.
@@ -270,10 +297,7 @@ template <bool BF16>
 inline void stage_boxed(uint8_t* tile, const float* src, int rows, int cols) {
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c) {
-      float x = round_16<BF16>(src[(size_t)r * cols + c]);
-      uint16_t v;
-      if (BF16) { u32 bits; std::memcpy(&bits, &x, 4); v = (uint16_t)(bits >> 16); }
-      else { _Float16 h = (_Float16)x; std::memcpy(&v, &h, 2); }
+      uint16_t v = (uint16_t)bits_16<BF16>(src[(size_t)r * cols + c]);
       std::memcpy(tile + (size_t)(c / 64) * rows * 128 + box_offset(r, c % 64, 128, 2, 128), &v, 2);
     }
 }

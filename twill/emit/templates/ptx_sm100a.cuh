@@ -73,6 +73,21 @@ __device__ __forceinline__ u64 umma_desc_k(const void* smem_tile, int k) {
   return umma_desc(smem_tile) + static_cast<u64>(2 * k);   // start-address field is in 16-B units
 }
 
+// Descriptor of a B operand stored MN-major: K rows of n elements, n contiguous, as TMA boxes of
+// {64 elements of n, rows} under the 128B swizzle, box b at byte b * box_bytes (FA's V tile: rows =
+// keys, n = head_dim). The canonical MN-major 128B-swizzle layout of the tcgen05 "Shared Memory
+// Matrix Layout" section is the wgmma one, ((T,8,m),(8,k)) : ((1,T,LBO),(8T,SBO)) in 16-byte units
+// T: 64 contiguous elements of n, the next 64 at LBO; 8 rows of K at 128 B, the next 8 at SBO. So
+// LBO = box_bytes and SBO = 1024, with this descriptor's version bits and layout code (above). The
+// k-th 16-row K slice starts 16 * 128 B = 2048 B further: whole 1024-B swizzle atoms, base offset 0.
+__device__ __forceinline__ u64 umma_desc_mn(const void* smem_tile, u32 box_bytes, int k) {
+  return static_cast<u64>(((smem_u32(smem_tile) + 2048u * k) & 0x3FFFFu) >> 4)   // bits  0-13: start address
+       | (static_cast<u64>(box_bytes >> 4) << 16)                                 // bits 16-29: LBO
+       | (static_cast<u64>(1024u >> 4) << 32)                                     // bits 32-45: SBO = 1024 B
+       | (static_cast<u64>(1u) << 46)                                             // bits 46-48: fixed 0b001
+       | (static_cast<u64>(2u) << 61);                                            // bits 61-63: 128-Byte swizzling
+}
+
 // ---- UMMA instruction descriptor for .kind::f16 ----
 // PTX ISA 9.7.16.4.2 "Instruction descriptor", Table "Instruction descriptor format for
 // .kind::tf32, .kind::f16, .kind::f8f6f4 and .kind::i8" (32 bits):
@@ -85,10 +100,12 @@ __device__ __forceinline__ u64 umma_desc_k(const void* smem_tile, int k) {
 // Cross-checked against CUTLASS's UMMA::InstrDescriptor bit-field comments (n_dim_ [17,23),
 // m_dim_ [24,29)). Valid shapes for cta_group::1 dense kind::f16: M = 64 with N % 8 == 0 in
 // [8, 256], M = 128 with N % 16 == 0 in [16, 256] (PTX ISA "tcgen05 Matrix shape"); K = 16.
-__host__ __device__ constexpr uint32_t umma_idesc_f16(int M, int N, bool bf16) {
+// b_mn_major: B stored MN-major (N contiguous), "transpose B" = 1 (FA's V in O += P V).
+__host__ __device__ constexpr uint32_t umma_idesc_f16(int M, int N, bool bf16, bool b_mn_major = false) {
   return (1u << 4)                                              // dtype F32
        | ((bf16 ? 1u : 0u) << 7)                                // atype
        | ((bf16 ? 1u : 0u) << 10)                               // btype
+       | ((b_mn_major ? 1u : 0u) << 16)                         // transpose B
        | (static_cast<uint32_t>(N >> 3) << 17)                  // N >> 3
        | (static_cast<uint32_t>(M >> 4) << 24);                 // M >> 4
 }
@@ -102,6 +119,17 @@ __device__ __forceinline__ void umma_f16(uint32_t tmem_d, u64 desc_a, u64 desc_b
       "setp.ne.b32 p, %4, 0;\n\t"
       "tcgen05.mma.cta_group::1.kind::f16 [%0], %1, %2, %3, p;\n\t}"
       :: "r"(tmem_d), "l"(desc_a), "l"(desc_b), "r"(idesc), "r"(accumulate) : "memory");
+}
+
+// D[tmem] (+)= A[tmem] * B[N x 16]^T: A read from tensor memory (PTX ISA "tcgen05.mma", the [a-tmem]
+// form), M lanes (row r in lane r) of 16 16-bit elements packed two a 32-bit column, so the k-th
+// 16-element K slice starts 8 columns further.
+__device__ __forceinline__ void umma_f16_ts(uint32_t tmem_d, uint32_t tmem_a, u64 desc_b, uint32_t idesc, int accumulate) {
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t"
+      "setp.ne.b32 p, %4, 0;\n\t"
+      "tcgen05.mma.cta_group::1.kind::f16 [%0], [%1], %2, %3, p;\n\t}"
+      :: "r"(tmem_d), "r"(tmem_a), "l"(desc_b), "r"(idesc), "r"(accumulate) : "memory");
 }
 
 // Make `bar` track completion of all prior tcgen05 async ops issued by this thread: one arrival
@@ -141,6 +169,46 @@ template <int R> __device__ __forceinline__ void tmem_wait_ld(uint32_t (&r)[R]) 
   tmem_wait_ld();
 #pragma unroll
   for (int i = 0; i < R; ++i) asm volatile("" : "+r"(r[i]) :: "memory");
+}
+
+// fp32 view of the same load: r[j] = TMEM[lane][col + j], j < 32 (one row of a 128-row tile per thread).
+__device__ __forceinline__ void tmem_ld_32x32b_x32(uint32_t taddr, float* r) {
+  uint32_t v[32];
+  tmem_ld_32x32b_x32(taddr, v);
+#pragma unroll
+  for (int j = 0; j < 32; ++j) r[j] = __uint_as_float(v[j]);
+}
+
+// ---- registers -> TMEM (PTX ISA "tcgen05.st", shape 32x32b) ----
+// Warp-collective, the same lane restriction as tcgen05.ld: thread `lane` writes
+// TMEM[lane base + lane][col + j] = r[j], j < 32. Complete only after tmem_wait_st().
+__device__ __forceinline__ void tmem_st_32x32b_x32(uint32_t taddr, const uint32_t* r) {
+  asm volatile(
+      "tcgen05.st.sync.aligned.32x32b.x32.b32 [%0], {"
+      "%1, %2, %3, %4, %5, %6, %7, %8, "
+      "%9, %10, %11, %12, %13, %14, %15, %16, "
+      "%17, %18, %19, %20, %21, %22, %23, %24, "
+      "%25, %26, %27, %28, %29, %30, %31, %32};"
+      :: "r"(taddr), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3]), "r"(r[4]), "r"(r[5]), "r"(r[6]), "r"(r[7]),
+         "r"(r[8]), "r"(r[9]), "r"(r[10]), "r"(r[11]), "r"(r[12]), "r"(r[13]), "r"(r[14]), "r"(r[15]),
+         "r"(r[16]), "r"(r[17]), "r"(r[18]), "r"(r[19]), "r"(r[20]), "r"(r[21]), "r"(r[22]), "r"(r[23]),
+         "r"(r[24]), "r"(r[25]), "r"(r[26]), "r"(r[27]), "r"(r[28]), "r"(r[29]), "r"(r[30]), "r"(r[31])
+      : "memory");
+}
+__device__ __forceinline__ void tmem_st_32x32b_x32(uint32_t taddr, const float* r) {
+  uint32_t v[32];
+#pragma unroll
+  for (int j = 0; j < 32; ++j) v[j] = __float_as_uint(r[j]);
+  tmem_st_32x32b_x32(taddr, v);
+}
+// Wait for all prior tcgen05.st of this thread (PTX ISA "tcgen05.wait").
+__device__ __forceinline__ void tmem_wait_st() {
+  asm volatile("tcgen05.wait::st.sync.aligned;" ::: "memory");
+}
+// Compiler-only fence on registers a tcgen05.ld filled (after tmem_wait_ld): reads stay below the wait.
+template <int R> __device__ __forceinline__ void reg_fence(float (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i]) :: "memory");
 }
 
 // ---- optional epilogue helper ----

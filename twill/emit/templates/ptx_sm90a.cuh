@@ -4,19 +4,6 @@
 // Needs ptx_common.cuh first. PTX ISA references are to docs.nvidia.com/cuda/parallel-thread-execution.
 #pragma once
 
-// ---- register reallocation (PTX ISA "setmaxnreg") ----
-// Warpgroup-wide (.sync.aligned): every warp of the warpgroup must execute the same one.
-// N: multiple of 8 in [24, 256]. ptxas needs __launch_bounds__ on the kernel, or it ignores
-// setmaxnreg and says so (C7508).
-template <u32 N> __device__ __forceinline__ void setmaxnreg_inc() {
-  static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg: multiple of 8 in [24, 256]");
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(N));
-}
-template <u32 N> __device__ __forceinline__ void setmaxnreg_dec() {
-  static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg: multiple of 8 in [24, 256]");
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" :: "n"(N));
-}
-
 // ---- wgmma shared-memory matrix descriptor ----
 // PTX ISA 9.7.15.5.1.2.2 "Matrix Descriptor Format" (64 bits):
 //   bits  0-13  matrix-descriptor-encode(start address)            = (addr & 0x3FFFF) >> 4
@@ -144,20 +131,6 @@ template <typename T, int ROWS> struct RowView {
 };
 
 // ---- softmax arithmetic ----
-// 2^x on the special-function unit (PTX ISA "ex2", .approx.ftz.f32: MUFU.EX2; ex2(-Inf) = +0).
-__device__ __forceinline__ float ex2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-// Two fp32 values rounded to nearest-even 16-bit and packed, lo in bits 0-15 (PTX ISA "cvt":
-// cvt.rn.bf16x2.f32 d, a, b puts a in the upper half): the pair order of the wgmma A fragment.
-template <bool BF16> __device__ __forceinline__ u32 pack_16x2(float lo, float hi) {
-  u32 d;
-  if (BF16) asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
-  else asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
-  return d;
-}
 // The max and the sum over the four lanes of a quad (lanes 4 q .. 4 q + 3 share the accumulator rows).
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
