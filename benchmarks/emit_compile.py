@@ -1,11 +1,15 @@
-"""How long `twill emit --compile` and the host check take on the shipped GEMM schedules.
+"""Every shipped kernel variant through `twill emit`: device compile and, with --check, the host twin.
 
-    python benchmarks/emit_compile.py            # each kernel 5 times: emit + NVRTC compile, median
-    python benchmarks/emit_compile.py --check    # also the host twin's build and run (ThreadSanitizer)
+    python benchmarks/emit_compile.py                 # emit + NVRTC compile each variant (median of --repeat)
+    python benchmarks/emit_compile.py --check         # also the host twin at every check trip count, under TSAN
+    python benchmarks/emit_compile.py --check --only fa-fwd --no-sanitize
 
-Times ``twill.emit.driver.emit_kernel`` (lower, lay out, render, write the directory, NVRTC with its
-embedded ptxas, nvdisasm) in this process, without the command line's start-up, and prints a
-markdown table with ptxas' numbers next to the seconds.
+The variants are the GEMM and FlashAttention schedules shipped in kernels/ and specs/schedules/ (and
+tests/emit/ for the causal forward), each with the parameters it was written for. Times
+``twill.emit.driver.emit_kernel`` (lower, lay out, render, write, NVRTC with its embedded ptxas,
+nvdisasm) in this process, without the command line's start-up, and prints a markdown table with
+ptxas' numbers and the twin's largest error next to the seconds. A variant the device target refuses
+(an op body it lacks, shared memory over the machine's) is listed with the reason.
 """
 
 from __future__ import annotations
@@ -17,45 +21,97 @@ import time
 from pathlib import Path
 
 from twill.emit.driver import emit_kernel
+from twill.emit.kernel import default_target
+from twill.errors import SpecError
 from twill.model.hand_schedule import load_hand_schedule
 from twill.model.loader import load_instance
 from twill.review import review
 
 ROOT = Path(__file__).resolve().parents[1]
+FA3, FA4, FA3_BWD = "specs/schedules/fa3-h100.yaml", "specs/schedules/fa4-b200.yaml", "specs/schedules/fa3-bwd-h100.yaml"
+VARIANTS = [  # (name, spec, machine, schedule, params)
+    ("gemm h100", "gemm", "h100", "kernels/gemm-h100.schedule.yaml", {}),
+    ("gemm b200", "gemm", "b200", "kernels/gemm-b200.schedule.yaml", {}),
+    ("fa-fwd h100 optimum", "fa-fwd", "h100", "kernels/fa-fwd-h100.schedule.yaml", {}),
+    ("fa-fwd h100 FA3", "fa-fwd", "h100", FA3, {}),
+    ("fa-fwd h100 FA3 fp16", "fa-fwd", "h100", FA3, {"dtype": "fp16"}),
+    ("fa-fwd h100 FA3 hd64", "fa-fwd", "h100", FA3, {"head_dim": 64}),
+    ("fa-fwd h100 FA3 hd256 bn64", "fa-fwd", "h100", FA3, {"head_dim": 256, "block_n": 64}),
+    ("fa-fwd h100 FA3 causal", "fa-fwd", "h100", "tests/emit/fa3-h100-causal.yaml", {"causal": True}),
+    ("fa-fwd b200 optimum", "fa-fwd", "b200", "kernels/fa-fwd-b200.schedule.yaml", {}),
+    ("fa-fwd b200 FA4", "fa-fwd", "b200", FA4, {}),
+    ("fa-bwd h100 optimum", "fa-bwd", "h100", "kernels/fa-bwd-h100.schedule.yaml", {}),
+    ("fa-bwd h100 FA3", "fa-bwd", "h100", FA3_BWD, {}),
+]
+
+
+def run(name: str, spec: str, machine: str, schedule_file: str, params: dict, args, tmp: str) -> dict:
+    instance = load_instance(ROOT / f"specs/kernels/{spec}.yaml", machine, params or None)
+    reviewed = review(instance.loop, load_hand_schedule(str(ROOT / schedule_file), instance.loop))
+    schedule = reviewed.schedule
+    row = {"name": name, "ii": schedule.ii, "target": default_target(instance)}
+    if row["target"] in instance_targets(instance):
+        try:
+            seconds = []
+            for _ in range(args.repeat):
+                start = time.perf_counter()
+                result = emit_kernel(instance, schedule, {}, None, f"{tmp}/device", compile_=True)
+                seconds.append(time.perf_counter() - start)
+            row.update(seconds=statistics.median(seconds), report=result.manifest["compile"],
+                       problems=result.problems)
+        except SpecError as error:
+            row["refused"] = str(error)
+    else:
+        row["refused"] = f"no {row['target']} op bodies for {spec}"
+    if args.check:
+        start = time.perf_counter()
+        checked = emit_kernel(instance, schedule, {}, "host", f"{tmp}/twin", check=True, sanitize=args.sanitize)
+        errors = [r.max_error for r in checked.runs]
+        row["check"] = (f"{'passed' if checked.ok else 'FAILED'}, max error {max(errors, default=0):.1e} at "
+                        f"{', '.join(str(r.trips) for r in checked.runs)} blocks, {time.perf_counter() - start:.0f} s")
+    return row
+
+
+def instance_targets(instance) -> tuple[str, ...]:
+    from twill.emit.families import FAMILIES
+    from twill.sim.semantics import part_counts
+
+    family = FAMILIES[instance.loop.name](instance.params, part_counts(instance.loop))
+    return family.targets
+
+
+def cells(row: dict) -> list[str]:
+    if "refused" in row:
+        return [row["target"], "refused: " + row["refused"].replace("|", "/")] + [""] * 5
+    report = row["report"]
+    if "error" in report:
+        return [row["target"], "NVRTC error"] + [""] * 5
+    return [report["arch"], f"{row['seconds']:.2f} s ({report['seconds']:.2f} s)",
+            str(report["registers"]), f"{report['spill_stores'] + report['spill_loads']} / {report['stack']}",
+            " / ".join(map(str, report["setmaxnreg"])) or "-", str(report["smem_dynamic"]),
+            "clean" if not row["problems"] and not report["diagnostics"] else "; ".join(row["problems"])]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--check", action="store_true", help="also time the host twin's check")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--check", action="store_true", help="also run the host twin at every check trip count")
+    parser.add_argument("--no-sanitize", dest="sanitize", action="store_false", help="the twin without TSAN")
+    parser.add_argument("--only", default="", help="variants whose name contains this")
     args = parser.parse_args()
     rows = []
-    for machine in ("h100", "b200"):
-        instance = load_instance(ROOT / "specs/kernels/gemm.yaml", machine)
-        schedule_file = ROOT / f"kernels/gemm-{machine}.schedule.yaml"
-        schedule = review(instance.loop, load_hand_schedule(str(schedule_file), instance.loop)).schedule
-        with tempfile.TemporaryDirectory() as tmp:
-            seconds = []
-            for _ in range(args.repeat):
-                start = time.perf_counter()
-                result = emit_kernel(instance, schedule, {}, None, f"{tmp}/out", compile_=True)
-                seconds.append(time.perf_counter() - start)
-            report = result.manifest["compile"]
-            check = ""
-            if args.check:
-                start = time.perf_counter()
-                checked = emit_kernel(instance, schedule, {}, "host", f"{tmp}/twin", check=True)
-                check = f"{time.perf_counter() - start:.1f} s, {'passed' if checked.ok else 'FAILED'}"
-        rows.append((f"gemm_{machine}", report["arch"], statistics.median(seconds), report["seconds"],
-                     report["registers"], report["spill_stores"] + report["spill_loads"], report["stack"], check))
-        print(f"{rows[-1][0]}: emit + compile {rows[-1][2]:.2f} s (NVRTC {rows[-1][3]:.2f} s)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in VARIANTS:
+            if args.only in variant[0]:
+                rows.append(run(*variant, args, tmp))
+                print(f"{rows[-1]['name']}: done", flush=True)
     print()
-    print("| kernel | arch | emit + compile (median) | of which NVRTC | registers | spill bytes | stack |"
-          + (" host check |" if args.check else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|" if args.check else ""))
-    for name, arch, total, nvrtc, registers, spills, stack, check in rows:
-        print(f"| {name} | {arch} | {total:.2f} s | {nvrtc:.2f} s | {registers} | {spills} | {stack} |"
-              + (f" {check} |" if args.check else ""))
+    print("| variant | II | arch | emit + compile (NVRTC) | ptxas registers | spill bytes / stack | setmaxnreg "
+          "| dynamic smem | diagnostics |" + (" host twin |" if args.check else ""))
+    print("|---|---:|---|---|---:|---|---|---:|---|" + ("---|" if args.check else ""))
+    for row in rows:
+        print(f"| {row['name']} | {row['ii']} | " + " | ".join(cells(row)) + " |"
+              + (f" {row['check']} |" if args.check else ""))
 
 
 if __name__ == "__main__":

@@ -80,7 +80,10 @@ def kernel_name(instance: Instance) -> str:
 
 
 def emit_kernel(instance: Instance, schedule: Schedule, proof: dict[str, Any], target: str | None, out: str, *,
-                compile_: bool = False, check: bool = False, sanitize: bool = True, seed: int = 0) -> EmitResult:
+                compile_: bool = False, check: bool = False, sanitize: bool = True, seed: int = 0,
+                trips: list[int] | None = None) -> EmitResult:
+    """Lower the schedule, lay it out for ``target``, write the directory; ``compile_`` runs NVRTC,
+    ``check`` runs the host twin at ``trips`` loop iterations (default: the simulator's check_trips)."""
     target = target or default_target(instance)
     if target not in TARGETS:
         raise EmitError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})", field="--target")
@@ -101,7 +104,7 @@ def emit_kernel(instance: Instance, schedule: Schedule, proof: dict[str, Any], t
     directory = write_directory(out, files)
     result = EmitResult(kernel, directory, data, problems)
     if check:
-        _check(result, sanitize, seed)
+        _check(result, sanitize, seed, trips)
     return result
 
 
@@ -116,7 +119,7 @@ def _compile(kernel: Kernel, source: str) -> tuple[dict[str, Any], bytes, list[s
         return {"arch": kernel.target, "error": str(error)}, b"", [f"NVRTC: {str(error).splitlines()[0]}"]
 
 
-def _check(result: EmitResult, sanitize: bool, seed: int) -> None:
+def _check(result: EmitResult, sanitize: bool, seed: int, trips: list[int] | None) -> None:
     kernel = result.kernel
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -124,4 +127,5 @@ def _check(result: EmitResult, sanitize: bool, seed: int) -> None:
         except HostBuildError as error:
             result.check_error = str(error)
             return
-        result.runs = [run_twin(kernel, binary, trips, seed=seed, delay_seed=seed) for trips in check_trips(kernel.program)]
+        result.runs = [run_twin(kernel, binary, n, seed=seed, delay_seed=seed)
+                       for n in (trips if trips is not None else check_trips(kernel.program))]
