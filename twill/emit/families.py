@@ -53,7 +53,8 @@ class Argument:
     kind: str                          # tensor_map | input (fp32) | output (fp32) | int
     dtype: str | None = None
     shape: tuple[str, ...] = ()
-    box: tuple[int, int] | None = None  # tensor_map: {inner, outer} elements
+    box: tuple[int, ...] | None = None  # tensor_map: elements, innermost first; an output with a box is passed to
+                                        # the device kernel as a tensor map too (a TMA reduce's destination)
     swizzle: int = 0                    # tensor_map: bytes (128: 128-byte swizzle)
     accumulated: bool = False           # output: the kernel adds into it (zeros before the launch)
 
@@ -100,6 +101,9 @@ class Mma:
     a_rows: int                         # rows of the whole A tile in shared memory (0: A elsewhere)
     b_mn_major: bool = False
     a_tmem: bool = False                # A is in tensor memory (tcgen05.mma's A-in-TMEM form: FA4's P)
+    a_mn_major: bool = False            # A (a staged register value, in parts of K rows) is stored K x rows, rows
+                                        # contiguous: FA backward's dS read as the transpose of the staged dS^T
+    b_col: int = 0                      # first column of B (of N) this part reads (FA backward's dq part p)
 
 
 @dataclass(frozen=True)
@@ -408,7 +412,8 @@ class FlashBackward(Attention):
     reduce-add); after the loop the roles store dV and scale * dK, scale = 1 / sqrt(d)."""
 
     name = "fa-bwd"
-    targets = ("host",)
+    targets = ("host",)                 # sm90a: fa-bwd.sm90a.j2 emits and compiles, but consumer0 spills 16 bytes
+                                        # at the program's setmaxnreg 224 (clean from 232): docs/emit.md
     kinds = ("tma_load", "mma", "exp2", "scale", "convert", "tma_reduce")
     tolerance = 1e-2                    # P and dS are rounded to 16 bits before their MMAs, as on the device
     in_place = {"ds": "dp", "convertP": "p", "convertDS": "ds"}   # dS over dP, 16-bit P over P, dS over dS
@@ -444,17 +449,39 @@ class FlashBackward(Attention):
             return self.block_m * self.head_dim // self.parts["dq"]
         return self.rows(base) * (self.head_dim if base in ("dv", "dk") else self.block_m)
 
+    STAGED_16 = ("convertP", "convertDS")   # staged 16-bit for an MMA that reads them from shared memory
+    ROW_VALUES: dict[str, int] = {}         # no per-row values (the forward's m, alpha): staged as fragments
+
+    def fragment(self, base: str) -> tuple[str, int]:
+        """sm90a: (C type, elements) one thread holds per 64-row group of its part, the wgmma accumulator
+        fragments (docs/emit.md): S^T, P^T, dP^T, dS^T (KV rows x block_m queries) and their 16-bit forms
+        (packed pairs in the first half of the same registers), dV and dK (KV rows x head_dim), dQ_i's
+        part (block_m queries x head_dim / parts)."""
+        if base == "dq":
+            return "float", self.head_dim // self.parts["dq"] // 2
+        return "float", (self.head_dim if base in ("dv", "dk") else self.block_m) // 2
+
+    def staged_bytes(self, base: str) -> int:
+        """sm90a staging layout (fa-bwd.sm90a.j2): P^T and dS^T 16-bit in 128-byte-swizzled boxes (an MMA
+        operand); dQ_i's part fp32 row-major (the TMA reduce's unswizzled box); dP^T fp32 as the thread
+        fragments, element j of thread t at word 128 j + t."""
+        return (2 if base in self.STAGED_16 else 4) * self.register_elements(base)
+
     def mma(self, base: str, part: int | None) -> Mma:
         row = (part or 0) * self.rows(base)
         kv, q = self.block_n, self.block_m    # rows of the A tiles in shared memory: K, V; dS (for dQ)
+        cols = self.head_dim // self.parts["dq"]
         return {"s": Mma("K", "loadQ", row, kv), "dp": Mma("V", "loadDO", row, kv),
-                "dv": Mma("convertP", "loadDO", row, 0), "dk": Mma("convertDS", "loadQ", row, 0),
-                "dq": Mma("convertDS", "K", 0, q)}[base]
+                "dv": Mma("convertP", "loadDO", row, 0, b_mn_major=True),
+                "dk": Mma("convertDS", "loadQ", row, 0, b_mn_major=True),
+                "dq": Mma("convertDS", "K", 0, q, b_mn_major=True, a_mn_major=True,
+                          b_col=(part or 0) * cols if base == "dq" else 0)}[base]
 
     @property
     def arguments(self) -> tuple[Argument, ...]:
         q = (BOX_ELEMENTS, 1, self.block_m, 1)          # innermost first: 64 of d, one head, rows
         kv = (BOX_ELEMENTS, 1, self.block_n, 1)
+        dq_box = (self.head_dim // self.parts["dq"], 1, self.block_m, 1)   # one dq part's fp32 tile, unswizzled
         queries, keys = ("B", "SQ", "H", "D"), ("B", "SK", "H", "D")
         return (Argument("Q", "tensor_map", self.dtype, queries, q, 128),
                 Argument("K", "tensor_map", self.dtype, keys, kv, 128),
@@ -462,7 +489,7 @@ class FlashBackward(Attention):
                 Argument("dO", "tensor_map", self.dtype, queries, q, 128),
                 Argument("LSE", "input", "fp32", ("B", "H", "SQ")),
                 Argument("Delta", "input", "fp32", ("B", "H", "SQ")),
-                Argument("dQ", "output", "fp32", queries, accumulated=True),
+                Argument("dQ", "output", "fp32", queries, dq_box, accumulated=True),
                 Argument("dK", "output", "fp32", keys),
                 Argument("dV", "output", "fp32", keys),
                 Argument("SQ", "int"), Argument("SK", "int"), Argument("H", "int"), Argument("B", "int"))

@@ -135,6 +135,16 @@ class LocalWait:
     after: list[tuple[int, int]]
     kind: str = "mma"                     # the awaited op's kind
     barrier: int | None = None            # sm100a, an awaited MMA: its completion barrier (one commit an instance)
+    fixed: int = 0                        # the issues of ``after`` that always count where the wait runs
+    varying: list[tuple[int, int]] = field(default_factory=list)   # the others, counted at run time
+
+    @property
+    def count(self) -> str:
+        """C expression of the groups issued after the awaited one: an issue of loop iteration t between
+        the awaited one, i - distance, and this step's i is in [0, trips) wherever both are (the wait's
+        guard and the step's), so it counts as a constant; the rest by their guards."""
+        terms = [f"in_range(k - {back + stage}, trips)" for back, stage in self.varying]
+        return " + ".join(([str(self.fixed)] if self.fixed or not terms else []) + terms)
 
 
 @dataclass
@@ -157,6 +167,7 @@ class StepContext:
                                                                 # (host: a C pointer to it) or a pointer into its slot
     writes: list[str | None] = field(default_factory=list)      # per unrolled position: the copy it writes
     boxed: set[str] = field(default_factory=set)                # inputs read from a slot as a 16-bit swizzled tile
+    a_slots: list[str] = field(default_factory=list)            # sm90a, an MN-major A operand: each part's slot
     slotted: set[str] = field(default_factory=set)              # inputs read from a slot (staged by another role)
     stages: list[list["Stage"]] = field(default_factory=list)   # per unrolled position: copies into slots after the body
     fetches: list[list["Fetch"]] = field(default_factory=list)  # per unrolled position (device): slots read into
@@ -319,9 +330,9 @@ class Kernel:
         return [role for group in self.warpgroups for role in group.roles]
 
     @property
-    def wgmma_shapes(self) -> list[tuple[int, str, str, bool]]:
-        """The (n, dtype, form, B MN-major) of every MMA: one wgmma wrapper each (sm90a)."""
-        return sorted({(s.args["n"], s.args["dtype"], s.form, s.binding.b_mn_major)
+    def wgmma_shapes(self) -> list[tuple[int, str, str, bool, bool]]:
+        """The (n, dtype, form, B MN-major, A MN-major) of every MMA: one wgmma wrapper each (sm90a)."""
+        return sorted({(s.args["n"], s.args["dtype"], s.form, s.binding.b_mn_major, s.binding.a_mn_major)
                        for r in self.roles for s in r.steps if s.kind == "mma"})
 
     @property
@@ -360,14 +371,14 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
         if kind not in family.kinds:
             raise EmitError(f"op {op_name!r}: kind {kind!r} has no op body for target {target}", field="ops")
     _check_shapes(instance, program, target, ops)
-    if target != "host":
+    if target == "sm100a":
         operands = {name for kind, _, base, part in ops.values() if kind == "mma"
                     for name in _binding_names(family, base, part)}
         for ch in program.channels:
             if ch.memory == "smem" and loop.ops[ch.producer].registers and \
                     split_name(loop.ops[ch.producer].name)[0] in operands:
-                raise EmitError(f"channel {ch.name!r}: register values staged through shared memory are emitted "
-                                "for the host twin, and on the device not as an MMA operand, so far", field="ops")
+                raise EmitError(f"channel {ch.name!r}: register values staged through shared memory as an MMA "
+                                "operand are emitted for the host twin and sm90a so far", field="ops")
     return _Layout(instance, program, target, name, family, ops).kernel()
 
 
@@ -597,7 +608,6 @@ class _Layout:
         staging = _Staging(self, registers, role)
         for sc in contexts:
             staging.place(sc, unroll)
-        _count_issues_between(contexts)
         storages = [Storage(registers.name(v), registers.depth(v), *split_name(self.loop.ops[v].name))
                     for v in registers.storages(role)]
         readers = {name for sc in contexts if sc.kind == "mma" for name in (sc.binding.a, sc.binding.b)}
@@ -608,6 +618,7 @@ class _Layout:
             slots = {ring.channel.id: ring.slots for ring in self.rings}
             for op in deferrable(self.program, role, commits, held, slots):
                 steps[op].deferred = True
+        _count_issues_between(contexts)
         accumulators = [c for c in contexts
                         if c.kind == "mma" and c.tmem_column is None and self.loop.ops[c.step.op].accumulator]
         return RoleContext(role, first_warp, contexts, accumulators, unroll=unroll, storages=storages,
@@ -661,17 +672,16 @@ class _Staging:
 
     def slot(self, v: int, distance: int) -> tuple[str, bool, Ring, int]:
         """(C pointer to v's result of iteration i - distance in its slot, boxed, ring, item shift)."""
-        device = self.layout.target != "host"
         if distance:
             raise EmitError(f"op {self.loop.ops[v].name!r}: a staged register value read {distance} iterations "
                             "later is not emitted yet", field="ops")
         ring, shift = self.slot_of(v)
         boxed = self.base(v) in self.operands
-        if boxed and device:
-            raise EmitError(f"op {self.loop.ops[v].name!r}: a staged MMA operand is emitted for the host twin only so "
-                            "far", field="ops")
+        if boxed and self.layout.target == "sm100a":
+            raise EmitError(f"op {self.loop.ops[v].name!r}: a staged MMA operand is emitted for the host twin and "
+                            "sm90a only so far", field="ops")
         address = f"smem + {ring.data} + ((i - {shift}) % {ring.slots}) * {ring.slot_bytes}"
-        return (f"((const uint8_t*)({address}))" if boxed else f"((float*)({address}))"), boxed, ring, shift
+        return (f"((const unsigned char*)({address}))" if boxed else f"((float*)({address}))"), boxed, ring, shift
 
     def stage(self, v: int, source: str, ring: Ring, shift: int) -> "Stage":
         base = self.base(v)
@@ -721,7 +731,7 @@ class _Staging:
                 copy = self.registers.copy(role, u, stage, v, 0)
                 sc.writes.append(copy)
                 sc.scratch_from.append(None)
-                if self.program.value_channel(v) is not None:
+                if self.program.value_channel(v) is not None and self._read_from_slot(v):
                     ring, shift = self.slot_of(v)
                     stages.append(self.stage(v, copy if device else f"{copy}.data()", ring, shift))
             else:   # computed here into another role's storage: into the slot, through the scratch
@@ -736,6 +746,24 @@ class _Staging:
                 sc.scratch_from.append(None if target is None or target in sc.boxed else reads[target])
                 stages.append(staged)
             sc.stages.append(stages)
+        if sc.kind == "mma" and sc.binding.a_mn_major:   # A from the slots its parts are staged in, part order
+            parts = sorted((e.src for e in inputs if self.base(e.src) == sc.binding.a),
+                           key=lambda src: split_name(self.loop.ops[src].name)[1] or 0)
+            sc.a_slots = [self.slot(src, 0)[0] for src in parts]
+
+    def _read_from_slot(self, v: int) -> bool:
+        """Whether an op reads v's data from its slot: an op of another role (an MMA only as its operand),
+        or an MMA that reads its A operand, v, from shared memory (``a_mn_major``)."""
+        for e in self.loop.edges:
+            if e.src != v or e.dst == v:
+                continue
+            kind, _, base, part = self.layout.ops[self.loop.ops[e.dst].name]
+            mma = self.family.mma(base, part) if kind == "mma" else None
+            if mma is not None and mma.a_mn_major and mma.a == self.base(v):
+                return True
+            if self.role_of[e.dst] != self.role.id and (mma is None or self.base(v) in (mma.a, mma.b)):
+                return True
+        return False
 
     def _in_place_input(self, v: int) -> str | None:
         """The input whose storage v updates (its ``overwrites`` or the family's ``in_place``), by name."""
@@ -752,6 +780,12 @@ def _binding_names(family: Any, base: str, part: int | None) -> tuple[str, str]:
     return mma.a, mma.b
 
 
+def _drains(sc: StepContext) -> bool:
+    """Whether an MMA step waits, after its issue, until none of its role's wgmma groups is pending."""
+    return sc.kind == "mma" and (any(sc.stages) or
+                                 (not sc.deferred and any(s.how == "complete" for s in sc.signals)))
+
+
 def _count_issues_between(steps: list[StepContext]) -> None:
     """Fill each local wait's ``after``. Step j of kernel iteration k - c runs before step j' of
     k - c' when (c, -j) > (c', -j'); the awaited instance is step w at back = stage + distance -
@@ -766,6 +800,19 @@ def _count_issues_between(steps: list[StepContext]) -> None:
                                 field="roles")
             wait.after = [(c, steps[j].step.stage) for c in range(back, -1, -1) for j in range(len(steps))
                           if steps[j].kind == "mma" and (c, -j) < (back, -w) and (c, -j) > (0, -x)]
+            # step j of kernel iteration k - c runs for loop iteration i + sc.step.stage - c - stage_j: between
+            # the awaited one, i - distance, and i, it runs wherever this wait does
+            def runs(c: int, j: int) -> bool:
+                return -wait.distance <= sc.step.stage - c - steps[j].step.stage <= 0
+            # an MMA step that waits for all its role's groups (sm90a: its completion signals delivered at
+            # once, or its result staged) and surely runs in between leaves only the later issues pending
+            drains = [(c, -j) for c in range(back, -1, -1) for j in range(len(steps))
+                      if _drains(steps[j]) and (back, -w) >= (c, -j) > (0, -x) and runs(c, j)]
+            last = min(drains, default=(back, -w))
+            later = [(c, j) for c in range(back, -1, -1) for j in range(len(steps))
+                     if steps[j].kind == "mma" and last > (c, -j) > (0, -x)]
+            wait.fixed = sum(runs(c, j) for c, j in later)
+            wait.varying = [(c, steps[j].step.stage) for c, j in later if not runs(c, j)]
             if wait.barrier is not None and back >= 1 and (back - 1, -w) > (0, -x):
                 # the completion barrier completes once an instance: parity (q & 1) names instance q only
                 # while the next instance has not been issued

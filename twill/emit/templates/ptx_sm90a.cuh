@@ -94,6 +94,10 @@ __device__ __forceinline__ void wgmma_wait_upto(int n) {
     default: wgmma_wait<7>(); break;
   }
 }
+// A wgmma A-operand register (two 16-bit values) as its 32 bits: a u32 fragment as it is, a float array
+// holding packed pairs in place of the fp32 values it was converted from (FA backward's P^T, dS^T) bit-cast.
+__device__ __forceinline__ u32 as_u32(u32 x) { return x; }
+__device__ __forceinline__ u32 as_u32(float x) { return __float_as_uint(x); }
 // Loop iteration i runs (0 <= i < trips): one branch-free compare.
 __device__ __forceinline__ int in_range(int i, int trips) { return static_cast<unsigned>(i) < static_cast<unsigned>(trips); }
 // Compiler-only fences on a register value's fragments (one row of G per 64-row group): as wgmma_fence_acc.
