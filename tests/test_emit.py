@@ -34,12 +34,14 @@ TARGET = {"h100": "sm90a", "b200": "sm100a"}
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler")
 
 
-def saved(machine: str):
-    instance = load_instance(GEMM, machine)
-    path = ROOT / f"kernels/gemm-{machine}.schedule.yaml"
-    schedule = review(instance.loop, load_hand_schedule(str(path), instance.loop)).schedule
-    return instance, schedule, {"source": f"kernels/gemm-{machine}.schedule.yaml", "optimal": True,
-                                "lower_bound": schedule.ii}
+def saved(machine: str, kernel: str = "gemm"):
+    """A shipped kernel's spec instance, its saved schedule and the proof `twill emit` records for it."""
+    from twill.cli import file_proof
+
+    instance = load_instance(ROOT / f"specs/kernels/{kernel}.yaml", machine)
+    path = f"kernels/{kernel}-{machine}.schedule.yaml"
+    schedule = review(instance.loop, load_hand_schedule(str(ROOT / path), instance.loop)).schedule
+    return instance, schedule, file_proof(instance.loop, schedule, path)
 
 
 def short_trips(stages: int) -> list[int]:
@@ -172,14 +174,16 @@ def test_barriers_match_the_program(machine):
 # --- the shipped kernels are fresh ------------------------------------------------------------
 
 @pytest.mark.parametrize("machine", MACHINES)
-def test_shipped_kernels_are_fresh(machine):
-    """kernels/gemm-<machine>/ is what `twill emit specs/kernels/gemm.yaml kernels/gemm-<machine>.schedule.yaml
-    -o kernels/gemm-<machine>` writes today (re-emit it when this fails)."""
-    instance, schedule, proof = saved(machine)
-    kernel = build_kernel(instance, lower(instance.loop, schedule), TARGET[machine], kernel_name(instance))
-    directory = ROOT / f"kernels/gemm-{machine}"
-    for name, content in emitted_files(kernel, proof).items():
-        assert (directory / name).read_text() == content, f"kernels/gemm-{machine}/{name} is stale"
+@pytest.mark.parametrize("kernel", ["gemm", "fa-fwd"])
+def test_shipped_kernels_are_fresh(machine, kernel):
+    """kernels/<kernel>-<machine>/ is what `twill emit specs/kernels/<kernel>.yaml
+    kernels/<kernel>-<machine>.schedule.yaml -o kernels/<kernel>-<machine>` writes today (re-emit it
+    when this fails)."""
+    instance, schedule, proof = saved(machine, kernel)
+    built = build_kernel(instance, lower(instance.loop, schedule), TARGET[machine], kernel_name(instance))
+    directory = ROOT / f"kernels/{kernel}-{machine}"
+    for name, content in emitted_files(built, proof).items():
+        assert (directory / name).read_text() == content, f"kernels/{kernel}-{machine}/{name} is stale"
 
 
 # --- bad input: one line, exit 2 ----------------------------------------------------------------

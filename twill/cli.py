@@ -127,9 +127,13 @@ def load_scheduled(spec: str, schedule_file: Optional[str], machine: Optional[st
         typer.echo(f"error: {schedule_file}: not a valid schedule (twill verify {spec} {schedule_file} "
                    "says why)", err=True)
         raise typer.Exit(1)
+    return instance, checked.schedule, file_proof(loop, checked.schedule, schedule_file)
+
+
+def file_proof(loop, schedule, source: str) -> dict:
+    """What is proven of a schedule read from a file: optimal when its II meets the lower bound."""
     mii = compute_bounds(loop).mii
-    return instance, checked.schedule, {"source": schedule_file, "optimal": True if checked.schedule.ii == mii else None,
-                                        "lower_bound": mii}
+    return {"source": source, "optimal": True if schedule.ii == mii else None, "lower_bound": mii}
 
 
 def schedule_file_text(loop, schedule, machine: Optional[str], params: dict) -> str:
