@@ -564,3 +564,55 @@ def test_fa_backward_bad_params_are_one_line_errors(tmp_path):
         result = CliRunner().invoke(app, ["emit", str(FA_BWD), schedule, "-o", str(tmp_path / "out"), *args])
         assert result.exit_code == 2 and result.stderr.startswith(message), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+# --- FlashAttention backward on Blackwell (host twin): S^T, dP^T, dV, dK, dQ_i in tensor memory -----
+
+def b200_backward():
+    instance, schedule, _ = saved("b200", "fa-bwd")
+    return instance, schedule, lower(instance.loop, schedule)
+
+
+def test_fa_backward_b200_twin_matches_numpy_under_tsan(tmp_path):
+    """The B200 optimum: S^T and dP^T from tensor memory into the softmax warpgroup's registers (ldS,
+    ldDP), P^T and dS^T stored in 16 bits over their upper columns (stP), read there by dV, dK and
+    dQ; dV and dK accumulate in tensor memory and are stored after the accumulators barrier; dQ_i
+    leaves tensor memory for the TMA reduce-add. Against the fp64 attention backward."""
+    instance, schedule, _ = b200_backward()
+    trips = short_trips(schedule.stages)
+    result = emit_kernel(instance, schedule, {}, "host", str(tmp_path / "out"), check=True, seed=2, trips=trips)
+    assert result.ok, result.text()
+    assert [run.trips for run in result.runs] == trips
+    assert all(run.max_error < 5e-3 for run in result.runs)   # P and dS rounded to bf16, as on the device
+    assert [(m["name"], m["column"]) for m in result.manifest["tmem"]["map"]] == [
+        ("s", 0), ("dp", 128), ("dv", 192), ("dk", 320), ("dq", 448)]
+    source = (tmp_path / "out" / "fa_bwd_b200.cpp").read_text()
+    assert "tmem_pack_16x2<true>" in source and "tmem_unpack_16<true>" in source
+
+
+@pytest.mark.parametrize("drops", [[("dq", "stP")], [("dv", "stP"), ("dv", "tc:dp>dv")]])
+def test_the_b200_backward_twin_catches_a_missing_tensor_memory_wait(drops, tmp_path):
+    """dQ reading dS^T, or dV reading P^T, from tensor memory before the softmax warpgroup's tcgen05.st
+    is a race on the twin's tensor memory (or a wrong result). dV's stP wait alone is implied: its
+    order token comes from dP of the next block, which the softmax warpgroup issues after its stP."""
+    instance, _, program = b200_backward()
+    for step, channel in drops:
+        program = without_wait(program, step, channel)
+    runs = twin_runs(instance, program, tmp_path, [4], delay_seed=1)
+    assert failed(runs), runs
+
+
+def test_fa_backward_b200_bad_params_are_one_line_errors(tmp_path):
+    from typer.testing import CliRunner
+    from twill.cli import app
+    from twill.emit.families import FlashBackward, Unsupported
+
+    schedule = str(ROOT / "kernels/fa-bwd-b200.schedule.yaml")
+    result = CliRunner().invoke(app, ["emit", str(FA_BWD), schedule, "-m", "b200", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.stderr.startswith(
+        "error: --target: kernel family 'fa-bwd' has no op bodies for sm100a yet"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    params = {"dtype": "bf16", "head_dim": 128, "block_m": 256, "block_n": 128}
+    with pytest.raises(Unsupported, match="block_m = 256: dQ_i's rows are tensor-memory lanes") as error:
+        FlashBackward(params, {"s": 1, "ldS": 1, "dq": 1}).check()
+    assert error.value.param == "block_m"

@@ -409,12 +409,22 @@ class FlashBackward(Attention):
     owns KV rows ``p * block_n / parts``, kept transposed (S^T, P^T, dP^T, dS^T: KV rows x queries);
     part p of dq owns columns ``p * head_dim / parts`` of dQ_i. LSE (base 2, as the forward stores it)
     and Delta = rowsum(dO * O) are fp32 inputs. storeDQ adds scale * dQ_i into the fp32 dQ (a TMA
-    reduce-add); after the loop the roles store dV and scale * dK, scale = 1 / sqrt(d)."""
+    reduce-add); after the loop the roles store dV and scale * dK, scale = 1 / sqrt(d).
+
+    Blackwell (the spec's ``ldS``): S^T, dP^T, dV, dK and dQ_i live in tensor memory at their values'
+    columns (the layout's tmem_map), KV row r of a part in lane r; ``ldS`` and ``ldDP`` load S^T and
+    dP^T into registers (tcgen05.ld), ``p`` writes P^T over ldS's registers and ``ds`` dS^T over
+    ldDP's; ``stP`` stores P^T and dS^T in 16 bits (two a column) over the upper half of S^T's and
+    dP^T's columns (from column ``block_m / 2`` on, as the forward's P over S), where ``dv`` and ``dk``
+    read them as their A operand and ``dq`` reads dS^T; dV and dK accumulate in tensor memory (the
+    first block overwrites) and are read back after the accumulators barrier. dQ_i (block_m x n fp32,
+    n = head_dim / parts) fills its copy's c columns of all 128 lanes: element (q, d) at lane
+    q + block_m (d / c), column d % c (``dq_lane``)."""
 
     name = "fa-bwd"
     targets = ("host",)                 # sm90a: fa-bwd.sm90a.j2 emits and compiles, but consumer0 spills 16 bytes
                                         # at the program's setmaxnreg 224 (clean from 232): docs/emit.md
-    kinds = ("tma_load", "mma", "exp2", "scale", "convert", "tma_reduce")
+    kinds = ("tma_load", "mma", "exp2", "scale", "convert", "tma_reduce", "tmem_load", "tmem_store")
     tolerance = 1e-2                    # P and dS are rounded to 16 bits before their MMAs, as on the device
     in_place = {"ds": "dp", "convertP": "p", "convertDS": "ds"}   # dS over dP, 16-bit P over P, dS over dS
 
@@ -427,9 +437,19 @@ class FlashBackward(Attention):
         self.resident = {"K": Load("K", kv, self.boxes, tile), "V": Load("V", kv, self.boxes, tile)}
         self.constants = {"D": self.head_dim}
         self.initial = {"dv": "0.0f", "dk": "0.0f"}
+        self.tmem = "ldS" in parts      # the Blackwell variant
+        if self.tmem:
+            self.in_place = {"ds": "ldDP"}   # dS^T over the registers ldDP filled
+        self.p_offset = self.block_m // 2    # P^T (dS^T) in 16 bits from this column of S^T's (dP^T's) on
 
     def check(self) -> None:
         super().check()
+        if self.tmem and self.block_m > TMEM_LANES:
+            raise Unsupported("block_m", f"block_m = {self.block_m}: dQ_i's rows are tensor-memory lanes, "
+                                         f"{TMEM_LANES} of them")
+        if self.tmem and self.rows("s") > TMEM_LANES:
+            raise Unsupported("block_n", f"block_n = {self.block_n} in {self.parts['s']} parts gives "
+                                         f"{self.rows('s')}-row tiles; tensor memory has {TMEM_LANES} lanes")
         if self.block_m % BOX_ELEMENTS:
             raise Unsupported("block_m", f"block_m = {self.block_m} is not a multiple of {BOX_ELEMENTS}: P^T and dS^T "
                                          "rows are staged as 128-byte boxes")
@@ -471,6 +491,14 @@ class FlashBackward(Attention):
         row = (part or 0) * self.rows(base)
         kv, q = self.block_n, self.block_m    # rows of the A tiles in shared memory: K, V; dS (for dQ)
         cols = self.head_dim // self.parts["dq"]
+        if self.tmem:   # P^T, dS^T in 16 bits in tensor memory (stP); dq reads dS^T there, transposed (the
+                        # twin: a device's tcgen05 A in tensor memory is M x K with M in lanes, so dS needs
+                        # shared memory there)
+            col = (part or 0) * cols if base == "dq" else 0
+            return {"s": Mma("K", "loadQ", row, kv), "dp": Mma("V", "loadDO", row, kv),
+                    "dv": Mma("stP", "loadDO", row, 0, b_mn_major=True, a_tmem=True),
+                    "dk": Mma("stP", "loadQ", row, 0, b_mn_major=True, a_tmem=True),
+                    "dq": Mma("stP", "K", 0, 0, b_mn_major=True, a_tmem=True, b_col=col)}[base]
         return {"s": Mma("K", "loadQ", row, kv), "dp": Mma("V", "loadDO", row, kv),
                 "dv": Mma("convertP", "loadDO", row, 0, b_mn_major=True),
                 "dk": Mma("convertDS", "loadQ", row, 0, b_mn_major=True),

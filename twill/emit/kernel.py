@@ -314,6 +314,15 @@ class Kernel:
         """The first tensor-memory column of value ``name`` (the layout's ``tmem_map``)."""
         return next(entry["column"] for entry in self.tmem_map if entry["name"] == name)
 
+    def tmem_slot_columns(self, name: str) -> int:
+        """Columns of one copy of value ``name`` in tensor memory: copy q % depth is at ``tmem_column(name)
+        + (q % depth) * tmem_slot_columns(name)``."""
+        return next(value.size for value in self.program.values if self.program.loop.ops[value.op].name == name)
+
+    def tmem_depth(self, name: str) -> int:
+        """Copies of value ``name`` in tensor memory (the program's ``Value.depth``)."""
+        return next(value.depth for value in self.program.values if self.program.loop.ops[value.op].name == name)
+
     @property
     def threads(self) -> int:
         return 128 * len(self.warpgroups)
