@@ -42,6 +42,7 @@ VARIANTS = [  # (name, spec, machine, schedule, params)
     ("fa-fwd b200 FA4", "fa-fwd", "b200", FA4, {}),
     ("fa-bwd h100 optimum", "fa-bwd", "h100", "kernels/fa-bwd-h100.schedule.yaml", {}),
     ("fa-bwd h100 FA3", "fa-bwd", "h100", FA3_BWD, {}),
+    ("fa-bwd b200 optimum", "fa-bwd", "b200", "kernels/fa-bwd-b200.schedule.yaml", {}),
 ]
 
 

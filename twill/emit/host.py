@@ -22,7 +22,7 @@ from twill.emit.families import to_bits
 from twill.emit.kernel import Kernel
 
 DEADLOCK_SECONDS = 10.0          # a wait this long in the twin is a deadlock (exit 3)
-RUN_SECONDS = 300                # a run this long is a timeout
+RUN_SECONDS = 900                # a run this long is a timeout (a stuck wait is a deadlock after DEADLOCK_SECONDS)
 
 
 class HostBuildError(RuntimeError):
