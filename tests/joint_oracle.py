@@ -39,6 +39,11 @@ At a fixed II write every start ``t(v) = II*k(v) + p(v)`` with slot ``p(v)`` in 
   a consumer can set), keeping only vectors whose charges fit the register, shared and tensor memory budgets (they
   only grow with the depths and lifetimes, so the enumeration prunes there), misses no objective
   value, and the lexicographic minimum over the verified least solutions is the optimum.
+* Order tokens (rule 9): with the roles and slots fixed, which uses of a one-instance unit pass a
+  token (the next use around the modulo timeline, on another role, the named barrier's cycles
+  later) is fixed; only each token's distance d reads the stages. A token's slots ``m >= max(1, d)``
+  are one more enumerated charge, with the arc ``t(b) - t(a) >= offset(a) - offset(b) + 1 - m*II``,
+  from 1 up to the distance of the least solution without token limits (a larger limit keeps it).
 """
 
 from __future__ import annotations

@@ -52,8 +52,10 @@ def dense(roles: list[int] | tuple[int, ...]) -> tuple[int, ...]:
     return tuple(ids.setdefault(r, len(ids)) for r in roles)
 
 
-def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_max: int) -> JointModel | None:
-    """Add the joint rules at ``ii``; None when they cannot hold at this II whatever the schedule."""
+def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_max: int,
+              tokens: bool = True) -> JointModel | None:
+    """Add the joint rules at ``ii``; None when they cannot hold at this II whatever the schedule.
+    Without ``tokens`` the order tokens' barriers are left out of rule 9: a relaxation."""
     w, ops = loop.warps, loop.ops
     legal = legal_setmaxnreg(loop)
     if any(op.issue > ii for op in ops) or not legal:
@@ -71,8 +73,8 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
     used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
     add_registers(model, loop, register_needs(model, loop, ii, slot, start, x, reach, differ), used, wide, legal)
-    model.add(smem_terms(model, loop, depth, differ) + token_terms(model, loop, ii, start, stages_max, differ)
-              <= w.smem)
+    model.add(smem_terms(model, loop, depth, differ)
+              + (token_terms(model, loop, ii, start, stages_max, differ) if tokens else 0) <= w.smem)
     model.add(sum(op.tmem * depth[v] for v, op in enumerate(ops) if op.tmem) <= w.tmem)
 
     objectives = {

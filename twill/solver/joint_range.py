@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from twill.model.joint import (carries_registers, handoff_cost, held_after_issue, lifetime_terms,
-                               register_lifetime_terms, same_role_pairs)
+                               register_bytes, register_lifetime_terms, same_role_pairs)
 from twill.model.loop import Loop
 from twill.solver.backend import Settings
 from twill.solver.bounds import stage_bound
 from twill.solver.cpsat_params import configure
 from twill.model.schedule import Schedule
 from twill.solver.joint_cpsat import (RoleDiffer, add_at_least, add_registers, add_roles, dense, flag, gated,
-                                      legal_setmaxnreg, lifetime_reach, smem_terms)
+                                      legal_setmaxnreg, lifetime_reach)
 
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
           cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "unknown"}
@@ -137,15 +137,18 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int], windows: bo
     if windows:
         add_windows(model, loop, ii, start, differ)
 
-    # rules 1 and 11
+    readers: dict[int, list] = {}  # rules 1 and 11
     for e in loop.edges:
         if e.src == e.dst:
             model.add(e.distance * ii >= e.delay)
             continue
         cross = differ(e.src, e.dst)
         model.add(start[e.dst] - start[e.src] >= e.delay + handoff_cost(loop, e) * cross - e.distance * ii)
-        if carries_registers(loop, e) and not w.cross_role:
-            model.add(cross == 0)
+        if carries_registers(loop, e):
+            readers.setdefault(e.src, []).append(cross)
+            if not w.cross_role:
+                model.add(cross == 0)
+    crossing = {v: flag(model, c, f"crossing_{ops[v].name}") for v, c in readers.items()}
 
     for e in (e for e in loop.edges if e.blocking):  # rule 6, relaxed: d <= II
         for o, op in enumerate(ops):
@@ -169,8 +172,10 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int], windows: bo
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
     add_registers(model, loop, relaxed_register_needs(model, loop, ii, hi, start, x, reach, differ), used, wide,
                   legal)  # rules 5 and 8
-    # rules 9 and 10; relaxed: no barriers of channels without a value, no order tokens
-    model.add(smem_terms(model, loop, depth, differ) <= w.smem)
+    # rules 9 and 10, relaxed: the rings' bytes without their rounding to blocks and without barriers
+    staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
+    model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)
+              + sum(register_bytes(ops[v]) * staged[v] for v in staged) <= w.smem)
     model.add(sum(op.tmem * depth[v] for v, op in enumerate(ops) if op.tmem) <= w.tmem)
     return model, ii, start, x
 
