@@ -181,7 +181,7 @@ def loop_to_spec(loop: Loop) -> dict[str, Any]:
                           "setmaxnreg": list(w.setmaxnreg), "overhead": w.overhead},
             # the loader takes what every kernel needs besides its rings off the capacity (rule 9): an
             # inline machine names no arch and the spec no resident tiles
-            "memories": {"smem": {"capacity": w.smem + fixed_smem(loop.ops, 0, 0)},
+            "memories": {"smem": {"capacity": w.smem + fixed_smem(loop.ops, 0, 0) if w.smem else 0},
                          "tmem": {"capacity": w.tmem}},
             "handoff": {"mbarrier": w.mbarrier, "named": w.named, "transfer_base": w.transfer_base,
                         "transfer_per_kb": w.transfer_per_kb},

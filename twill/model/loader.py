@@ -143,6 +143,8 @@ def _fixed_smem(spec: LoopSpec, machine: MachineSpec, warps: Warps, ops: list[Op
     this loop takes besides its rings (rule 9, ``fixed_smem``): alignment slack, the resident tiles'
     barriers, the accumulators' barrier and tensor-memory address, and on an arch whose MMAs signal
     completion on an mbarrier, one per asynchronous MMA (each may be waited for by its own role)."""
+    if not warps.smem + spec.resident_smem:
+        return warps   # a machine without shared memory: no kernel to lay out (the paper's toy)
     arch = machine.constants.get("arch")
     kinds = {name: op.kind for op in spec.ops for name in [op.name] + [f"{op.name}.{j}" for j in range(spec.subtile)]}
     completions = sum(kinds[op.name] == "mma" and op.issue < op.duration
