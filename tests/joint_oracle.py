@@ -39,6 +39,11 @@ At a fixed II write every start ``t(v) = II*k(v) + p(v)`` with slot ``p(v)`` in 
   a consumer can set), keeping only vectors whose charges fit the register, shared and tensor memory budgets (they
   only grow with the depths and lifetimes, so the enumeration prunes there), misses no objective
   value, and the lexicographic minimum over the verified least solutions is the optimum.
+* Order tokens (rule 9): with the roles and slots fixed, which uses of a one-instance unit pass a
+  token (the next use around the modulo timeline, on another role, the named barrier's cycles
+  later) is fixed; only each token's distance d reads the stages. A token's slots ``m >= max(1, d)``
+  are one more enumerated charge, with the arc ``t(b) - t(a) >= offset(a) - offset(b) + 1 - m*II``,
+  from 1 up to the distance of the least solution without token limits (a larger limit keeps it).
 """
 
 from __future__ import annotations
@@ -68,6 +73,11 @@ def duration(op) -> int:
 
 def issue_of(op) -> int:
     return duration(op) if op.issue_cycles is None else op.issue_cycles
+
+
+def blocks(nbytes: int) -> int:
+    """A ring's bytes on whole 1024-byte blocks (rule 9)."""
+    return ceil_div(nbytes, 1024) * 1024
 
 
 def value_bytes(op) -> int:
@@ -149,8 +159,17 @@ class _Instance:
         for e in (e for out in self.out for e in out):
             if self.timed(e.src):  # D(v)*II and lam(v) are >= L(v) or a same-role term >= hold (delays >= 0)
                 weights.append(e.distance + 1)
-            elif self._has_value(e.src) or ops[e.src].depth is not None:
+            elif self._has_ring(e.src):
                 weights.append(e.distance + ceil_div(self.hold(e, self.may_cross(e)) + ii - 1, ii) - 1)
+        # Order tokens (rule 9): uses of a one-instance unit by ops holding it once; a token from a to b
+        # with m slots keeps t(a) + offset(a) - t(b) - offset(b) < m*II (m >= 1): an arc a -> b.
+        self.token_units = []
+        for unit, capacity in loop.capacity.items():
+            held = [(v, r.offset) for v, op in enumerate(ops) for r in op.reservations if r.unit == unit]
+            once = [(v, off) for v, off in held if [u for u, _ in held].count(v) == 1]
+            if capacity == 1 and len(once) > 1:
+                self.token_units.append(once)
+                weights += [ceil_div(off_a - off_b, ii) for a, off_a in once for b, off_b in once if a != b]
         weights = sorted((max(0, x) for x in weights), reverse=True)
         self.stage_bound = sum(weights[: max(self.n - 1, 0)])
         latest = self.stage_bound * ii + ii - 1
@@ -160,7 +179,7 @@ class _Instance:
             low = max(1, ceil_div(self.dur[v], ii))
             if op.depth is not None:
                 self.depth_range.append((op.depth, op.depth))
-            elif not self._has_value(v):
+            elif not self._has_ring(v):
                 self.depth_range.append(None)  # charged nowhere: no lifetime constraint
             else:
                 life = max([self.dur[v]] + [latest + ii * e.distance + self.hold(e, self.may_cross(e))
@@ -191,6 +210,27 @@ class _Instance:
     def _has_value(self, v: int) -> bool:
         op = self.loop.ops[v]
         return op.registers > 0 or op.smem > 0 or op.tmem > 0
+
+    def _has_ring(self, v: int) -> bool:
+        """A ring depth is charged: a value, a fixed depth, or an edge to another op (its channel's
+        barriers when that edge crosses roles)."""
+        return self._has_value(v) or self.loop.ops[v].depth is not None or any(
+            e.src == v and e.dst != v for e in self.loop.edges)
+
+    def tokens(self, roles: tuple[int, ...], p: list[int]) -> list[tuple[int, int, int, int]]:
+        """(a, b, offset(a), offset(b)) per order token these roles and slots make: b's use of the unit
+        is the next one after a's around the modulo timeline, on another role, with the named barrier's
+        cycles between a's issue and b's (that gap reads the slots only)."""
+        ii, found = self.ii, []
+        for once in self.token_units:
+            for a, off_a in once:
+                # the other use whose residue comes next after a's, going round (distinct residues)
+                b, off_b = min(((b, off_b) for b, off_b in once if b != a),
+                               key=lambda use: ((p[use[0]] + use[1] - p[a] - off_a - 1) % ii, use[0]))
+                ahead = (p[b] + off_b - p[a] - off_a - 1) % ii + 1    # cycles from a's use to b's
+                if roles[a] != roles[b] and ahead - off_b + off_a >= self.w.named:
+                    found.append((a, b, off_a, off_b))
+        return found
 
     def _load(self, op, p: int) -> list[tuple[int, int, int]]:
         load: dict[tuple[int, int], int] = {}
@@ -240,6 +280,8 @@ class _Instance:
         return {e.src for e in self.loop.edges if self.loop.ops[e.src].registers > 0 and roles[e.src] != roles[e.dst]}
 
     def charges_fit(self, roles: tuple[int, ...], p: list[int], depth: list[int]) -> bool:
+        """Registers (8), shared memory (9: 1024-byte blocks per ring, two 8-byte mbarriers per slot of
+        each channel and token; ``depth[2n + j]`` is token j's slots) and tensor memory (10)."""
         ops, w = self.loop.ops, self.w
         need: dict[int, int] = {}
         wide: dict[int, bool] = {}
@@ -264,8 +306,13 @@ class _Instance:
                                                  + ceil_div(len(small), w.warpgroup) * shared)
         if used > w.register_file or any(x > high for x in values):
             return False
-        smem = sum(op.smem * depth[v] for v, op in enumerate(ops)) \
-            + sum(value_bytes(ops[v]) * depth[v] for v in self.crossing(roles))
+        smem = 16 * sum(depth[2 * self.n:])
+        for v, op in enumerate(ops):
+            if self.depth_range[v] is None:
+                continue
+            apart = [e.distance for e in self.loop.edges if e.src == v and roles[e.dst] != roles[v]]
+            slots = max([depth[v]] + apart)
+            smem += blocks(op.smem * slots) + (blocks(value_bytes(op) * slots) + 16 * slots if apart else 0)
         tmem = sum(op.tmem * depth[v] for v, op in enumerate(ops))
         return smem <= w.smem and tmem <= w.tmem
 
@@ -325,6 +372,9 @@ class _Instance:
         hold - bound * II. For a register lifetime (i = n + v), L_reg(v) <= bound: the same for each
         consumer c on v's role, without a release (the others hold the staging slot, not registers)."""
         ii, v = self.ii, i % self.n
+        if i >= 2 * self.n:  # token j with ``bound`` slots
+            a, b, off_a, off_b = self.token_list[i - 2 * self.n]
+            return [(a, b, ceil_div(off_a - off_b + 1 - bound * ii - p[b] + p[a], ii))]
         if i < self.n:
             return [(e.dst, v, ceil_div(ii * e.distance + self.hold(e, roles[v] != roles[e.dst]) - bound * ii
                                         - p[v] + p[e.dst], ii)) for e in self.out[v]]
@@ -339,6 +389,8 @@ class _Instance:
         """The depths up to ``high``; for a register lifetime, the lifetimes where its arcs change (its
         floor, and each same-role consumer's II*delta + hold + p(c) - p(v) modulo II), the least of each
         run of lifetimes giving the same arcs, hence the same least solution, with the least registers."""
+        if i >= 2 * self.n:
+            return list(range(1, high + 1))
         if i < self.n:
             return list(range(self.depth_range[i][0], high + 1))
         v = i - self.n
@@ -355,12 +407,18 @@ class _Instance:
                 continue
             crossing = self.crossing(roles)
             # A timed value's ring is charged only for its staging buffer or its shared/tensor memory.
+            # A ring without a value (nor a fixed depth) is charged only as a channel: an edge crossing roles.
+            channels = {e.src for e in self.loop.edges if roles[e.src] != roles[e.dst]}
             charged = [v for v in range(n) if self.depth_range[v] is not None and (
-                not self.timed(v) or v in crossing or self.loop.ops[v].smem or self.loop.ops[v].tmem)]
+                not self.timed(v) or v in crossing or self.loop.ops[v].smem or self.loop.ops[v].tmem) and (
+                self._has_value(v) or self.loop.ops[v].depth is not None or v in channels)]
             charged += [n + v for v in range(n) if self.timed(v)]
             floor = [r[0] if r else 1 for r in self.depth_range[:n]] + [
                 self.register_floor(roles, v) if self.timed(v) else 0 for v in range(n)]
             for p in self.slot_vectors(roles):
+                self.token_list = self.tokens(roles, p)
+                tokens = [2 * n + j for j in range(len(self.token_list))]
+                depth_floor = floor + [1] * len(tokens)
                 fits: dict[tuple[int, ...], bool] = {}  # charges depend on the roles, slots and depths only
 
                 def charges_fit(depth: list[int]) -> bool:
@@ -369,21 +427,23 @@ class _Instance:
                         fits[key] = self.charges_fit(roles, p, depth)
                     return fits[key]
 
-                if not charges_fit(floor):
+                if not charges_fit(depth_floor):
                     continue
                 base = self.base_arcs(roles, p)
                 fixed = [i for i in charged if i < n and self.depth_range[i][0] == self.depth_range[i][1]]
                 base += [a for i in fixed for a in self.depth_arcs(roles, p, i, floor[i])]
                 if least_stages(n, base) is None:
                     continue  # depth limits only add arcs
-                free = [i for i in charged if i not in fixed]
+                free = [i for i in charged if i not in fixed] + tokens
                 # This instance's own stage bound: arcs only get lighter as depths and lifetimes grow.
-                heaviest = base + [a for i in free for a in self.depth_arcs(roles, p, i, floor[i])]
+                heaviest = base + [a for i in free for a in self.depth_arcs(roles, p, i, depth_floor[i])]
                 weights = sorted((w for _, _, w in heaviest if w > 0), reverse=True)
                 latest = [sum(weights[: n - 1]) * ii + p[v] for v in range(n)]
                 tries = {}
                 for i in free:
                     v = i % n
+                    if i >= 2 * n:
+                        continue  # set once the other items are chosen (below)
                     if i < n:
                         life = max([self.dur[v]] + [latest[e.dst] + ii * e.distance
                                                     + self.hold(e, roles[v] != roles[e.dst]) - p[v] for e in self.out[v]])
@@ -392,9 +452,19 @@ class _Instance:
                         high = max([floor[i]] + [latest[e.dst] + ii * e.distance + self.hold(e, False) - p[v]
                                                  for e in self.out[v] if roles[e.dst] == roles[v]])
                     tries[i] = self.bounds_to_try(roles, p, i, min(self.depth_range[i][1], high))
-                depth = list(floor)
+                depth = list(depth_floor)
 
                 def choose(j: int, arcs: list):
+                    if tokens and j == len(free) - len(tokens):
+                        # A token's slots up to its distance without any token limit suffice: a larger
+                        # limit keeps that least solution (its arcs hold there already).
+                        k = least_stages(n, arcs)
+                        if k is None:
+                            return
+                        for i in tokens:
+                            a, b, off_a, off_b = self.token_list[i - 2 * n]
+                            reach = (ii * (k[a] - k[b]) + p[a] + off_a - p[b] - off_b) // ii + 1
+                            tries[i] = self.bounds_to_try(roles, p, i, max(1, reach))
                     if j == len(free):
                         k = least_stages(n, arcs)
                         if k is not None:
@@ -406,7 +476,7 @@ class _Instance:
                         if not charges_fit(depth):
                             break  # charges only grow with d
                         yield from choose(j + 1, arcs + self.depth_arcs(roles, p, i, d))
-                    depth[i] = floor[i]
+                    depth[i] = depth_floor[i]
 
                 yield from choose(0, base)
 

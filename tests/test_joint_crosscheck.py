@@ -191,8 +191,10 @@ def test_oracle_on_hand_derived_loops():
     # mbarrier (5) back to the producer: at II 1 that is 13 ring slots.
     load_smem = replace(load, ops=(replace(load.ops[0], smem=1024),) + load.ops[1:])
     assert optimum_at(load_smem, 1).value("ring_slots") == 13
-    assert optimum_at(replace(load_smem, warps=replace(MACHINE, smem=4096)), 1) is None  # 13 KiB of ring
-    assert joint_oracle(replace(load_smem, warps=replace(MACHINE, smem=4096)), 10).ii == 4  # 13 cycles: 4 slots
+    # Each slot also has its channel's full and empty mbarrier: 4 slots take 4 x (1024 + 16) bytes.
+    assert optimum_at(replace(load_smem, warps=replace(MACHINE, smem=4160)), 1) is None  # 13 KiB of ring
+    assert joint_oracle(replace(load_smem, warps=replace(MACHINE, smem=4160)), 10).ii == 4  # 13 cycles: 4 slots
+    assert joint_oracle(replace(load_smem, warps=replace(MACHINE, smem=4159)), 10).ii == 5
 
 
 def test_accumulator_family_covers_in_place_updates_and_cross_role_releases():

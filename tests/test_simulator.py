@@ -70,11 +70,15 @@ def test_timetable_run_with_fixed_latencies_is_the_schedule(case):
 def test_asap_runs_at_ii_when_tokens_order_every_shared_unit(case):
     """With every cross-role use of a one-instance unit ordered by a token, each unit serves its ops in
     the schedule's order, so greedy issue is the least solution of the same difference constraints the
-    schedule satisfies with period II: never slower. Where a pair is left unordered it may be slower
-    (FA forward on H100: alpha.0 and exp.1 share the SFU 4 cycles apart on two roles)."""
-    _, program = case
+    schedule satisfies with period II: never slower, and exactly at II where the schedule has no slack
+    (FA4's hand schedule is placed at II 5650, the least where its rings fit shared memory, and greedy
+    issue runs it faster). Where a pair is left unordered it may be slower (FA forward on H100: alpha.0
+    and exp.1 share the SFU 4 cycles apart on two roles)."""
+    name, program = case
     r = simulate(program, 64)
-    if not program.unordered:
+    if name == "fa4-b200.yaml":
+        assert r.ratio < 1
+    elif not program.unordered:
         assert r.ratio == 1 and set(r.op_cycles.values()) == {program.ii}
     else:
         assert r.ratio >= 1
@@ -84,7 +88,8 @@ def test_asap_runs_at_ii_when_tokens_order_every_shared_unit(case):
 def test_jittered_tma_latencies_keep_the_protocol_correct(case, seed):
     _, program = case
     r = simulate(program, 64, latency_jitter=0.5, seed=seed)
-    assert r.findings == () and r.latencies and r.ratio >= 0.99
+    steady = simulate(program, 64).ratio   # below 1 for FA4's hand schedule, which has slack at its II
+    assert r.findings == () and r.latencies and r.ratio >= 0.99 * steady
     again = simulate(program, 64, latency_jitter=0.5, seed=seed)
     assert again.trace == r.trace and again.ratio == r.ratio
     tma = [v for v, op in enumerate(program.loop.ops) if op.variable_latency]

@@ -71,6 +71,7 @@ machine:
   warps: {max: 16, warpgroup: 4}
   registers: {file: 65536, per_thread: 255, setmaxnreg: [24, 256, 8], overhead: 16}
   handoff: {mbarrier: HANDOFF, named: HANDOFF, transfer_base: 0, transfer_per_kb: 0}
+  memories: {smem: {capacity: 65536}}   # room for the barriers of the hand-offs (rule 9)
 ops:
   - {name: S, unit: tc, latency: 1}
   - {name: P, unit: sfu, latency: 1}

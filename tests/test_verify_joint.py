@@ -278,22 +278,46 @@ def test_single_warp_roles_share_the_largest_need():
 
 
 def test_smem_rings_and_register_staging():
-    two = joint([op("A", 1, smem=1000), op("B", 1, smem=1000)], smem=1500)
+    two = joint([op("A", 1, smem=1024), op("B", 1, smem=1024)], smem=1536)
     assert kinds(two, 2, (0, 1), (0, 0)) == ["smem"]
-    assert kinds(replace(two, ops=two.ops[:1] + (op("B", 1, smem=500),)), 2, (0, 1), (0, 0)) == []
-    # A register value read on another role is staged in shared memory: 8 registers x 1 warp = 1 KiB.
-    staged = joint([op("R", 1, registers=8), op("C", 1)], [edge(0, 1, 1)], smem=1000, mbarrier=0,
+    # Every ring takes whole 1024-byte blocks (the emitter aligns swizzled slots): 512 bytes take 1024.
+    half = replace(two, ops=two.ops[:1] + (op("B", 1, smem=512),))
+    assert kinds(half, 2, (0, 1), (0, 0)) == ["smem"]
+    assert kinds(replace(half, warps=replace(half.warps, smem=2048)), 2, (0, 1), (0, 0)) == []
+    # A register value read on another role is staged in shared memory: 8 registers x 1 warp = 1 KiB,
+    # plus a full and an empty mbarrier (8 bytes each) per slot of its channel.
+    staged = joint([op("R", 1, registers=8), op("C", 1)], [edge(0, 1, 1)], smem=1039, mbarrier=0,
                    transfer_base=0, transfer_per_kb=0)
     assert kinds(staged, 4, (0, 1), (0, 0)) == []
     assert kinds(staged, 4, (0, 1), (0, 1)) == ["smem"]
+    assert kinds(replace(staged, warps=replace(staged.warps, smem=1040)), 4, (0, 1), (0, 1)) == []
     # ... once per ring slot: at 2000 bytes, one slot fits, two do not (C completes at 5 + 1 > 4).
     roomier = replace(staged, warps=replace(staged.warps, smem=2000))
     assert kinds(roomier, 4, (0, 1), (0, 1)) == []
     assert kinds(roomier, 4, (0, 5), (0, 1)) == ["smem"]
-    # Lifetime doubles a plain ring too.
+    # Lifetime doubles a plain ring too: 2 x 1000 bytes take two blocks.
     ring = joint([op("A", 1, smem=1000), op("B", 1)], [edge(0, 1, 1)], smem=1500)
     assert kinds(ring, 2, (0, 1), (0, 0)) == []
     assert kinds(ring, 2, (0, 3), (0, 0)) == ["smem"]
+    # A channel without a value still has its barriers: an edge that crosses roles, 16 bytes a slot.
+    sync = joint([op("A", 1), op("B", 1)], [edge(0, 1, 1)], smem=15, mbarrier=0)
+    assert kinds(sync, 4, (0, 1), (0, 0)) == []
+    assert kinds(sync, 4, (0, 1), (0, 1)) == ["smem"]
+    assert kinds(replace(sync, warps=replace(sync.warps, smem=16)), 4, (0, 1), (0, 1)) == []
+
+
+def test_order_tokens_take_barriers():
+    """Two roles sharing the one tensor core (one cycle each) pass a token each way between uses at
+    least the named barrier (10) apart: 2 x 16 bytes; a token spanning d iterations has d slots."""
+    loop = joint([op("A", 1, unit="tc"), op("B", 1, unit="tc")], smem=31)
+    assert kinds(loop, 40, (0, 20), (0, 0)) == []             # one role: no token
+    assert kinds(loop, 40, (0, 20), (0, 1)) == ["smem"]
+    roomy = replace(loop, warps=replace(loop.warps, smem=32))
+    assert kinds(roomy, 40, (0, 20), (0, 1)) == []
+    assert kinds(loop, 40, (0, 5), (0, 1)) == []              # A -> B 5 cycles apart: only B -> A has a token
+    # B of iteration i + 2 follows A of iteration i: that token has 2 slots (48 bytes in all).
+    assert kinds(roomy, 40, (80, 20), (0, 1)) == ["smem"]
+    assert kinds(replace(loop, warps=replace(loop.warps, smem=48)), 40, (80, 20), (0, 1)) == []
 
 
 def test_tmem_columns():
@@ -509,7 +533,31 @@ def brute_force(loop: Loop, ii: int, t: tuple[int, ...], roles: tuple[int, ...])
         found.add("registers")
     # 9, 10: memories; 11: the ban
     crossing = {e.src for e in loop.edges if ops[e.src].registers and roles[e.src] != roles[e.dst]}
-    if sum(ops[v].smem * depth[v] for v in range(n)) + sum(nbytes[v] * depth[v] for v in crossing) > w.smem:
+    # 9: each ring on whole 1024-byte blocks; a channel (an op with an out-edge to another role) has
+    # max(depth, those edges' distances) slots, each with a full and an empty 8-byte mbarrier; an order
+    # token passes between consecutive uses of a one-instance unit on different roles (the next use
+    # on the timeline, at least the named barrier's cycles later), with a slot per iteration apart.
+    whole = lambda nbytes: -(-nbytes // 1024) * 1024  # noqa: E731
+    smem = 0
+    for v in range(n):
+        apart = [e.distance for e in loop.edges if e.src == v and roles[e.dst] != roles[v]]
+        slots = max([depth[v]] + apart)
+        smem += whole(ops[v].smem * slots) + (whole(nbytes[v] * slots) + 16 * slots if apart else 0)
+    for unit, capacity in loop.capacity.items():
+        held = [(v, r.offset) for v in range(n) for r in ops[v].reservations if r.unit == unit]
+        once = [(v, offset) for v, offset in held if [u for u, _ in held].count(v) == 1]
+        if capacity != 1:
+            continue
+        for a, off_a in once:
+            # the next use after a's: the instance of another op holding the unit that comes first
+            later = [(t[b] + off_b + j * ii, j, b) for b, off_b in once if b != a
+                     for j in range(-4 * n - 4, 4 * n + 4) if t[b] + off_b + j * ii > t[a] + off_a]
+            if not later:
+                continue
+            _, j, b = min(later)
+            if roles[a] != roles[b] and t[b] + j * ii - t[a] >= w.named:
+                smem += 16 * max(1, j)
+    if smem > w.smem:
         found.add("smem")
     if sum(ops[v].tmem * depth[v] for v in range(n)) > w.tmem:
         found.add("tmem")

@@ -161,7 +161,7 @@ def _quick_reject(loop: Loop, s: Schedule) -> bool:
     plan = layout(loop, s)
     if plan.warps > w.max_warps or not plan.fits or any(role.registers > w.max_registers for role in plan.roles):
         return True
-    if smem_bytes(loop, s) > w.smem or tmem_columns(loop, s) > w.tmem:
+    if smem_bytes(loop, s).total > w.smem or tmem_columns(loop, s) > w.tmem:
         return True
     producers = {s.roles[i] for i, op in enumerate(ops) if op.variable_latency}
     if len(producers) > 1 or any(not op.variable_latency and s.roles[i] in producers for i, op in enumerate(ops)):

@@ -432,16 +432,16 @@ extern "C" __global__ void __launch_bounds__(128, 1) gemm_b200(const __grid_cons
       mbar_init((u64*)(smem + 196704) + s, 1);
       mbar_init((u64*)(smem + 196752) + s, 1);
     }
-    mbar_init((u64*)(smem + 196800), 1);  // one commit per role issuing tensor-memory MMAs
+    mbar_init((u64*)(smem + 196808), 1);  // one commit per role issuing tensor-memory MMAs
     fence_mbar_init();
   }
   if (warp == 0) {
-    tmem_alloc((uint32_t*)(smem + 196808), 128);
+    tmem_alloc((uint32_t*)(smem + 196816), 128);
     tmem_relinquish();
   }
   __syncthreads();
   tcgen05_fence_after();
-  const u32 tmem_base = *(volatile u32*)(smem + 196808);
+  const u32 tmem_base = *(volatile u32*)(smem + 196816);
   if (warp >= 0 && warp < 4) {
     if (warp >= 0 && warp < 1) {  // role 0: 1 warp, setmaxnreg 24
       const bool leader = elect_one();  // issues the role's single-thread work and arrivals
@@ -485,13 +485,13 @@ extern "C" __global__ void __launch_bounds__(128, 1) gemm_b200(const __grid_cons
           }
         }
       }
-      if (leader && trips > 0) umma_commit((u64*)(smem + 196800));  // the epilogue's accumulators
+      if (leader && trips > 0) umma_commit((u64*)(smem + 196808));  // the epilogue's accumulators
     }
   }
   __syncthreads();
   if (warp < 4) {  // warp w reads tensor-memory lanes 32 w .. 32 w + 31 (PTX ISA, "tcgen05.ld": lane access by warp)
     if (trips > 0) {
-      mbar_wait((u64*)(smem + 196800), 0);
+      mbar_wait((u64*)(smem + 196808), 0);
       tcgen05_fence_after();
       store_tmem_acc_m128<128>(tmem_base, 0, C, N, m0 + 0, n0, M, N);
     } else {

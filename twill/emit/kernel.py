@@ -18,14 +18,13 @@ from twill.emit.families import FAMILIES, Unsupported
 from twill.emit.program import Channel, Program, RoleProgram, Signal, Step
 from twill.emit.registers import Registers
 from twill.errors import SpecError
+from twill.model.joint import BASE_SLACK, MBARRIER_BYTES, SLOT_ALIGN, TMEM_ADDRESS_BYTES, blocks
 from twill.model.loader import Instance
 from twill.sim.semantics import part_counts, split_name
 
 TARGETS = ("sm90a", "sm100a", "host")
 ARCH = {"sm90a": "sm_90a", "sm100a": "sm_100a"}
 DEFAULT_TARGET = {"sm90": "sm90a", "sm100": "sm100a"}   # the machine's ``arch`` constant
-SLOT_ALIGN = 1024          # a 128-byte-swizzled TMA box repeats every 8 rows of 128 bytes (PTX ISA, "Tensor copy: swizzling modes")
-BASE_SLACK = 1024          # the dynamic shared-memory base is rounded up to SLOT_ALIGN at run time
 TMEM_MIN_COLUMNS = 32      # tcgen05.alloc takes a power of two >= 32 columns (PTX ISA, "tcgen05.alloc")
 REGISTER_FILE = 65536      # 32-bit registers per SM (CUDA C++ Programming Guide, "Compute Capabilities")
 MAX_LAUNCH_REGISTERS = 248  # with __launch_bounds__(T, 1) and setmaxnreg, ptxas pins 65536 / T registers per
@@ -458,8 +457,9 @@ class _Layout:
         self.ring_end = self.offset
         tiles = {name: self._slots(name, 1, load.bytes) for name, load in self.family.resident.items()}
         for ch in program.channels:
-            full = self._array(f"{ch.name}.full", ch.depth, 8, "mbarrier", 8, 1)
-            empty = self._array(f"{ch.name}.empty", ch.depth, 8, "mbarrier", 8, ch.empty_arrivals)
+            full = self._array(f"{ch.name}.full", ch.depth, MBARRIER_BYTES, "mbarrier", MBARRIER_BYTES, 1)
+            empty = self._array(f"{ch.name}.empty", ch.depth, MBARRIER_BYTES, "mbarrier", MBARRIER_BYTES,
+                                ch.empty_arrivals)
             where = data.get(ch.producer) if not ch.token else None
             rings.append(_ring(ch, full, empty, where[0] if where else None, where[1] if where else 0))
         tmem_column = {}
@@ -469,18 +469,23 @@ class _Layout:
                 self.tmem_map.append({"name": loop.ops[value.op].name, "column": self.tmem_next,
                                       "columns": value.size * value.depth})
                 self.tmem_next += value.size * value.depth
-        resident = [Resident(name, load, tiles[name], self._take(f"{name}.full", 8, "mbarrier", 8, 1))
+        resident = [Resident(name, load, tiles[name],
+                             self._take(f"{name}.full", MBARRIER_BYTES, "mbarrier", MBARRIER_BYTES, 1))
                     for name, load in self.family.resident.items()]
         done = {}
-        if self.target == "sm100a":   # an MMA its own role waits for commits each instance to a barrier of its own
+        if self.twin_of == "sm100a":
+            # An MMA its own role waits for commits each instance to a barrier of its own (sm100a
+            # only). Every asynchronous MMA has one, on the twin too: the size the model reserves
+            # (rule 9: which MMAs are waited for depends on the roles).
             awaited = {w.op for r in program.roles for st in r.steps for w in st.local_waits}
-            done = {v: self._take(f"{loop.ops[v].name}.done", 8, "mbarrier", 8, 1) for v in sorted(awaited)
-                    if self.ops[loop.ops[v].name][0] == "mma"}
+            barriers = {v: self._take(f"{op.name}.done", MBARRIER_BYTES, "mbarrier", MBARRIER_BYTES, 1)
+                        for v, op in enumerate(loop.ops) if self.ops[op.name][0] == "mma" and op.issue < op.duration}
+            done = {v: offset for v, offset in barriers.items() if v in awaited} if self.target == "sm100a" else {}
         acc_arrivals = len({program.schedule.roles[v] for v in tmem_column})
         acc_barrier = tmem_address = None
         if tmem_column:
-            acc_barrier = self._take("accumulators.full", 8, "mbarrier", 8, acc_arrivals)
-            tmem_address = self._take("tmem_address", 4, "tmem_address", 4)
+            acc_barrier = self._take("accumulators.full", MBARRIER_BYTES, "mbarrier", MBARRIER_BYTES, acc_arrivals)
+            tmem_address = self._take("tmem_address", TMEM_ADDRESS_BYTES, "tmem_address", TMEM_ADDRESS_BYTES)
         self.rings = rings
         steps = {s.op: self._step(s, rings, data, tmem_column) for r in program.roles for s in r.steps}
         for sc in steps.values():
@@ -493,11 +498,13 @@ class _Layout:
         columns = _tmem_allocation(self.tmem_next)
         smem = self.offset + BASE_SLACK
         limit = smem_capacity(self.instance)
-        reserved = sum(tile.load.bytes for tile in resident)
+        reserved = sum(blocks(tile.load.bytes) for tile in resident)
         warnings = []
-        if reserved > self.instance.spec.resident_smem:
-            raise EmitError(f"the kernel keeps {reserved} bytes resident ({', '.join(self.family.resident)}) but the "
-                            f"spec reserves {self.instance.spec.resident_smem}: the schedule's rings may not fit",
+        spec = self.instance.spec
+        if reserved > spec.resident_smem or len(resident) > spec.resident_tiles:
+            raise EmitError(f"the kernel keeps {len(resident)} tiles of {reserved} bytes resident "
+                            f"({', '.join(self.family.resident)}) but the spec reserves {spec.resident_tiles} of "
+                            f"{spec.resident_smem} (resident_tiles, resident_smem): the schedule's rings may not fit",
                             field="resident_smem")
         if smem > limit:
             message = (f"shared memory {smem} bytes (rings, barriers and {BASE_SLACK} bytes of alignment slack) "
@@ -542,12 +549,13 @@ class _Layout:
 
     def _slots(self, name: str, depth: int, size: int) -> int:
         """A data array: ``depth`` slots ``name[s]`` of ``size`` bytes at stride ``size`` (the templates'
-        address arithmetic), starting on a SLOT_ALIGN block; its offset. A 128-byte-swizzled TMA tile
-        is a whole number of blocks, so each of its slots starts on one too."""
-        first = self.offset = -(-self.offset // SLOT_ALIGN) * SLOT_ALIGN
+        address arithmetic), starting on a SLOT_ALIGN block and taking whole blocks (what rule 9 charges,
+        whatever follows); its offset. A 128-byte-swizzled TMA tile is a whole number of blocks, so each
+        of its slots starts on one too."""
+        first = self.offset = blocks(self.offset)
         for slot in range(depth):
             self.buffers.append(Buffer(f"{name}[{slot}]", first + slot * size, size, "slot"))
-        self.offset = first + depth * size
+        self.offset = first + blocks(depth * size)
         return first
 
     def _array(self, name: str, depth: int, size: int, kind: str, align: int, arrivals: int | None = None) -> int:
@@ -830,8 +838,9 @@ def _count_issues_between(steps: list[StepContext]) -> None:
 
 
 def smem_capacity(instance: Instance) -> int:
-    """The machine's shared memory per block: the loop's share plus what the spec reserves."""
-    return instance.loop.warps.smem + instance.spec.resident_smem
+    """The machine's shared memory per block."""
+    smem = instance.machine.memories.get("smem")
+    return smem.capacity if smem else 0
 
 
 def _tmem_allocation(columns: int) -> int:

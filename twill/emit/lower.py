@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from twill.model.joint import (depth, handoff_cost, held_after_issue, layout, register_bytes, register_depth,
-                               release_cost)
+from twill.model.joint import (channel_depth, crossing_edges, depth, handoff_cost, held_after_issue, layout,
+                               order_tokens, register_bytes, register_depth, release_cost, value_memory)
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 from twill.emit.program import Channel, LocalWait, Program, RoleProgram, Signal, Step, Value, Wait
@@ -34,7 +34,7 @@ def lower(loop: Loop, schedule: Schedule) -> Program:
     values = tuple(_value(loop, schedule, v) for v in range(len(loop.ops)))
     builder = _Builder(loop, schedule, values)
     for src in range(len(loop.ops)):
-        crossing = [e for e in loop.edges if e.src == src and schedule.roles[e.dst] != schedule.roles[src]]
+        crossing = crossing_edges(loop, schedule.roles, src)
         if crossing:
             builder.value_channel(src, crossing, values[src])
     for e in loop.edges:
@@ -49,9 +49,7 @@ def lower(loop: Loop, schedule: Schedule) -> Program:
 
 
 def _value(loop: Loop, schedule: Schedule, v: int) -> Value:
-    op = loop.ops[v]
-    memory, size = next(((memory, size) for memory, size in
-                         (("registers", op.registers), ("smem", op.smem), ("tmem", op.tmem)) if size), ("none", 0))
+    memory, size = value_memory(loop.ops[v])
     if memory == "registers":   # the register ring: copies live at once by rule 8 (registers are free once staged)
         return Value(v, memory, register_depth(loop, schedule, v), size)
     return Value(v, memory, depth(loop, schedule, v), size)
@@ -79,7 +77,7 @@ class _Builder:
             memory, size = "smem", register_bytes(op)
         ch = Channel(
             id=len(self.channels), name=op.name, producer=src, producer_role=roles[src],
-            consumer_roles=consumer_roles, depth=max([depth(loop, self.schedule, src)] + [e.distance for e in crossing]),
+            consumer_roles=consumer_roles, depth=channel_depth(loop, self.schedule, src),
             memory=memory, slot_size=size, tx_bytes=op.smem if op.variable_latency else 0,
             latency=max(handoff_cost(loop, e) for e in crossing),
             release_latency=max(release_cost(loop, e) for e in crossing),
@@ -126,28 +124,9 @@ class _Builder:
         """Tokens between consecutive uses of a one-instance unit by different roles; the pairs that get
         none (too close for the token's barrier, or an op holding the unit more than once) are noted
         in ``unordered``: there the hardware's arbitration, not the schedule, decides the order."""
-        loop, s, latency = self.loop, self.schedule, self.loop.warps.named
-        names = lambda v: loop.ops[v].name  # noqa: E731
-        for unit, capacity in sorted(loop.capacity.items()):
-            holds = [(v, r) for v, op in enumerate(loop.ops) for r in op.reservations if r.unit == unit]
-            if capacity != 1 or len({s.roles[v] for v, _ in holds}) < 2:
-                continue
-            repeated = sorted({v for v, _ in holds if sum(w == v for w, _ in holds) > 1})
-            if repeated:
-                self.unordered.append(f"unit {unit}: {', '.join(map(names, repeated))} hold it more than once "
-                                      "(no token)")
-            uses = sorted(((s.starts[v] + r.offset) % s.ii, s.starts[v] + r.offset, v)
-                          for v, r in holds if v not in repeated)
-            for (_, at_a, a), (_, at_b, b) in zip(uses, uses[1:] + uses[:1]):
-                if s.roles[a] == s.roles[b]:
-                    continue
-                distance = (at_a - at_b) // s.ii + 1
-                gap = s.starts[b] + distance * s.ii - s.starts[a]
-                if gap >= latency:
-                    self._token(unit, a, b, distance)
-                else:
-                    self.unordered.append(f"unit {unit}: {names(a)} then {names(b)} issue {gap} cycles apart on "
-                                          f"roles {s.roles[a]} and {s.roles[b]}, less than a {latency}-cycle token")
+        tokens, self.unordered = order_tokens(self.loop, self.schedule)
+        for unit, a, b, distance in tokens:
+            self._token(unit, a, b, distance)
 
     def _token(self, unit: str, a: int, b: int, distance: int) -> None:
         """b of iteration i + distance uses ``unit`` right after a of iteration i: a passes b a token

@@ -26,6 +26,7 @@ import random
 from dataclasses import replace
 from typing import Any, Mapping
 
+from twill.model.joint import fixed_smem
 from twill.model.loop import Dependence, Loop, Op, Reservation, Warps
 
 # Unit name -> a verb for op names, so generated specs read like kernels.
@@ -178,7 +179,10 @@ def loop_to_spec(loop: Loop) -> dict[str, Any]:
             "warps": {"max": w.max_warps, "warpgroup": w.warpgroup},
             "registers": {"file": w.register_file, "per_thread": w.max_registers,
                           "setmaxnreg": list(w.setmaxnreg), "overhead": w.overhead},
-            "memories": {"smem": {"capacity": w.smem}, "tmem": {"capacity": w.tmem}},
+            # the loader takes what every kernel needs besides its rings off the capacity (rule 9): an
+            # inline machine names no arch and the spec no resident tiles
+            "memories": {"smem": {"capacity": w.smem + fixed_smem(loop.ops, 0, 0) if w.smem else 0},
+                         "tmem": {"capacity": w.tmem}},
             "handoff": {"mbarrier": w.mbarrier, "named": w.named, "transfer_base": w.transfer_base,
                         "transfer_per_kb": w.transfer_per_kb},
         })

@@ -16,6 +16,19 @@ from twill.model.schedule import Schedule
 BYTES_PER_REGISTER = 4
 THREADS_PER_WARP = 32
 
+# The emitted kernel's shared memory (twill/emit/kernel.py lays it out; docs/joint-model.md, rule 9).
+SLOT_ALIGN = 1024        # a 128-byte-swizzled TMA box repeats every 8 rows of 128 bytes (PTX ISA, "Tensor copy:
+                         # swizzling modes"): every data array (a ring's slots, a resident tile) starts on a
+                         # 1024-byte block and takes whole blocks
+BASE_SLACK = 1024        # the dynamic shared-memory base is only 16-byte aligned (CUDA C++ Programming Guide,
+                         # "Shared Memory"); the kernel rounds it up to SLOT_ALIGN at run time
+MBARRIER_BYTES = 8       # an mbarrier object is 64 bits, 8-byte aligned (PTX ISA, "Size and alignment of
+                         # mbarrier object")
+TMEM_ADDRESS_BYTES = 4   # tcgen05.alloc writes the 32-bit tensor-memory address to shared memory (PTX ISA,
+                         # "tcgen05.alloc")
+COMPLETION_BARRIER_ARCHS = ("sm100",)  # tcgen05.commit signals an MMA's completion on an mbarrier (PTX ISA,
+                                       # "tcgen05.commit"): one per MMA its own role waits for
+
 
 def ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
@@ -190,10 +203,118 @@ def crossing_register_values(loop: Loop, roles: tuple[int, ...]) -> list[int]:
     return sorted({e.src for e in loop.edges if carries_registers(loop, e) and roles[e.src] != roles[e.dst]})
 
 
-def smem_bytes(loop: Loop, schedule: Schedule) -> int:
-    used = sum(op.smem * depth(loop, schedule, i) for i, op in enumerate(loop.ops))
-    return used + sum(register_bytes(loop.ops[i]) * depth(loop, schedule, i)
-                      for i in crossing_register_values(loop, schedule.roles))
+def blocks(nbytes: int) -> int:
+    """Bytes of the whole SLOT_ALIGN blocks a data array of ``nbytes`` takes."""
+    return ceil_div(nbytes, SLOT_ALIGN) * SLOT_ALIGN
+
+
+def value_memory(op: Op) -> tuple[str, int]:
+    """Where the op's result lives and its size per slot (registers per thread, bytes or columns):
+    the first of registers, smem and tmem it has, else ("none", 0)."""
+    return next(((memory, size) for memory, size in
+                 (("registers", op.registers), ("smem", op.smem), ("tmem", op.tmem)) if size), ("none", 0))
+
+
+def fixed_smem(ops: list[Op] | tuple[Op, ...], resident_tiles: int, completions: int) -> int:
+    """Shared memory every schedule's kernel takes besides its rings and their barriers (rule 9): the
+    base's alignment slack, a full mbarrier per resident tile, ``completions`` MMA completion
+    barriers and, when a value of ``ops`` lives in tensor memory, the accumulators' barrier and the
+    tensor-memory address (the resident tiles' own bytes are the spec's ``resident_smem``)."""
+    tmem = any(value_memory(op)[0] == "tmem" for op in ops)
+    return (BASE_SLACK + MBARRIER_BYTES * (resident_tiles + completions)
+            + (MBARRIER_BYTES + TMEM_ADDRESS_BYTES) * tmem)
+
+
+def has_ring(loop: Loop, op: int) -> bool:
+    """Whether the op's ring depth D(v) is charged: it has a result, a fixed depth, or an out-edge to
+    another op (its channel's slots, value or not, when that edge crosses roles)."""
+    return (loop.ops[op].has_value or loop.ops[op].depth is not None
+            or any(e.src == op and e.dst != op for e in loop.edges))
+
+
+def crossing_edges(loop: Loop, roles: tuple[int, ...], op: int) -> list[Dependence]:
+    """The out-edges of ``op`` whose consumer is on another role: they make its channel."""
+    return [e for e in loop.edges if e.src == op and roles[e.dst] != roles[op]]
+
+
+def channel_depth(loop: Loop, schedule: Schedule, op: int) -> int:
+    """Slots of the op's channel: its ring depth, or more when a consumer on another role reads an
+    item from further back (distance) than the ring keeps."""
+    return max([depth(loop, schedule, op)] + [e.distance for e in crossing_edges(loop, schedule.roles, op)])
+
+
+def token_uses(loop: Loop) -> dict[str, tuple[list[tuple[int, int]], list[int]]]:
+    """Per one-instance unit used by two ops or more: the (op, offset) of each op holding it once,
+    and the ops holding it more than once (those get no token)."""
+    found = {}
+    for unit, capacity in sorted(loop.capacity.items()):
+        holds = [(v, r.offset) for v, op in enumerate(loop.ops) for r in op.reservations if r.unit == unit]
+        if capacity != 1 or len({v for v, _ in holds}) < 2:
+            continue
+        repeated = sorted({v for v, _ in holds if sum(w == v for w, _ in holds) > 1})
+        found[unit] = ([(v, offset) for v, offset in holds if v not in repeated], repeated)
+    return found
+
+
+def order_tokens(loop: Loop, schedule: Schedule) -> tuple[list[tuple[str, int, int, int]], list[str]]:
+    """The order tokens of a schedule (docs/pipeline.md, "Order tokens") and the unordered notes.
+
+    For a unit with one instance used by several roles, the uses of ops holding it once, sorted by
+    (residue, time, op), pass a token between each cyclically consecutive pair (a, b) on different
+    roles when the schedule leaves the token's barrier between them: (unit, a, b, distance), b of
+    iteration i + distance using the unit right after a of iteration i. Ops holding the unit more
+    than once, and pairs closer than the barrier, are noted, not ordered."""
+    s, latency = schedule, loop.warps.named
+    names = lambda v: loop.ops[v].name  # noqa: E731
+    tokens, unordered = [], []
+    for unit, (holds, repeated) in token_uses(loop).items():
+        if len({s.roles[v] for v, _ in holds} | {s.roles[v] for v in repeated}) < 2:
+            continue
+        if repeated:
+            unordered.append(f"unit {unit}: {', '.join(map(names, repeated))} hold it more than once (no token)")
+        uses = sorted(((s.starts[v] + offset) % s.ii, s.starts[v] + offset, v) for v, offset in holds)
+        for (_, at_a, a), (_, at_b, b) in zip(uses, uses[1:] + uses[:1]):
+            if s.roles[a] == s.roles[b]:
+                continue
+            distance = (at_a - at_b) // s.ii + 1
+            gap = s.starts[b] + distance * s.ii - s.starts[a]
+            if gap >= latency:
+                tokens.append((unit, a, b, distance))
+            else:
+                unordered.append(f"unit {unit}: {names(a)} then {names(b)} issue {gap} cycles apart on "
+                                 f"roles {s.roles[a]} and {s.roles[b]}, less than a {latency}-cycle token")
+    return tokens, unordered
+
+
+@dataclass(frozen=True)
+class SharedMemory:
+    """Rule 9's count of a schedule's rings, in bytes: ``data`` (whole blocks per ring), the channels'
+    and the order tokens' mbarriers."""
+
+    data: int
+    channel_barriers: int
+    token_barriers: int
+
+    @property
+    def total(self) -> int:
+        return self.data + self.channel_barriers + self.token_barriers
+
+
+def smem_bytes(loop: Loop, schedule: Schedule) -> SharedMemory:
+    """Rule 9, what the schedule's rings take of the loop's shared memory, as the emitter lays them
+    out: whole SLOT_ALIGN blocks per ring (an smem value's ring, with its channel's slots when it
+    crosses roles, and the staging ring of a register value read on another role), a full and an empty
+    mbarrier per slot of every channel (each op with an out-edge to another role) and of every order
+    token (max(1, distance) slots)."""
+    roles = schedule.roles
+    data = channels = 0
+    for v, op in enumerate(loop.ops):
+        crossing = bool(crossing_edges(loop, roles, v))
+        slots = channel_depth(loop, schedule, v) if crossing else depth(loop, schedule, v)
+        data += blocks(op.smem * slots) + blocks(register_bytes(op) * slots * crossing)
+        channels += 2 * MBARRIER_BYTES * slots * crossing
+    tokens = 2 * MBARRIER_BYTES * sum(max(1, d) for _, _, _, d in order_tokens(loop, schedule)[0])
+    return SharedMemory(data, channels, tokens)
 
 
 def tmem_columns(loop: Loop, schedule: Schedule) -> int:

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from twill.errors import SpecError
 from twill.model.graph import longest_paths
+from twill.model.joint import COMPLETION_BARRIER_ARCHS, fixed_smem
 from twill.model.loop import Dependence, Loop, Op, Reservation, Warps
 from twill.model.kinds import resolve_kind
 from twill.model.spec import EdgeSpec, LoopSpec, MachineSpec, OpSpec
@@ -132,7 +133,28 @@ def build_loop(spec: LoopSpec, machine: MachineSpec, source: SourceMap) -> Loop:
                            f"dependence cycle {names} has distance 0 and positive delay: "
                            "infeasible for every II")
     capacity = {unit: machine.capacity(unit) for unit in machine.units}
+    if warps is not None:
+        warps = _fixed_smem(spec, machine, warps, ops, source)
     return Loop(spec.name, capacity, tuple(ops), tuple(edges), warps)
+
+
+def _fixed_smem(spec: LoopSpec, machine: MachineSpec, warps: Warps, ops: list[Op], source: SourceMap) -> Warps:
+    """The rings' share of shared memory: what the resident tiles leave, less what every kernel of
+    this loop takes besides its rings (rule 9, ``fixed_smem``): alignment slack, the resident tiles'
+    barriers, the accumulators' barrier and tensor-memory address, and on an arch whose MMAs signal
+    completion on an mbarrier, one per asynchronous MMA (each may be waited for by its own role)."""
+    if not warps.smem + spec.resident_smem:
+        return warps   # a machine without shared memory: no kernel to lay out (the paper's toy)
+    arch = machine.constants.get("arch")
+    kinds = {name: op.kind for op in spec.ops for name in [op.name] + [f"{op.name}.{j}" for j in range(spec.subtile)]}
+    completions = sum(kinds[op.name] == "mma" and op.issue < op.duration
+                      for op in ops) if arch is not None and arch.value in COMPLETION_BARRIER_ARCHS else 0
+    fixed = fixed_smem(ops, spec.resident_tiles, completions)
+    if warps.smem < fixed:
+        raise source.error(("resident_smem",), f"{spec.resident_smem} bytes and {fixed} bytes of alignment slack and "
+                                               f"barriers leave the loop no shared memory "
+                                               f"({warps.smem + spec.resident_smem} bytes in all)")
+    return dataclasses.replace(warps, smem=warps.smem - fixed)
 
 
 def _overwrites(spec: LoopSpec, index: dict[str, int], ops: list[Op], joint: bool, source: SourceMap) -> list[Op]:

@@ -194,3 +194,4 @@ class LoopSpec(Strict):
     cross_role: bool = True             # false: no register value may cross roles
     max_warps: PosInt | None = None     # fewer warps than the machine allows
     resident_smem: NonNegInt = 0        # bytes of shared memory held for the whole kernel (tiles loaded once)
+    resident_tiles: NonNegInt = 0       # how many tiles those are (each has a full mbarrier)

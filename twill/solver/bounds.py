@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twill.model.graph import longest_paths
-from twill.model.joint import ceil_div, handoff_cost, lifetime_edges, released_after_issue
+from twill.model.joint import ceil_div, handoff_cost, has_ring, lifetime_edges, released_after_issue, token_uses
 from twill.model.loop import Loop
 
 
@@ -119,9 +119,12 @@ def joint_arc_weights(loop: Loop, ii: int) -> list[int]:
         for e in lifetime_edges(loop, v):
             if source.own_registers and source.depth is None:  # lifetime held, and it covers the hold (delay >= 0)
                 weights.append(e.distance + 1)
-            elif source.has_value or source.depth is not None:  # lifetime arc back from the consumer
+            elif has_ring(loop, v):  # lifetime arc back from the consumer
                 hold = released_after_issue(loop, e, e.src != e.dst and e.release != "issue")
                 weights.append(e.distance + ceil_div(hold + ii - 1, ii) - 1)
+    for holds, _ in token_uses(loop).values():  # an order token's distance held: a -> b, t(b) - t(a) >=
+        # offset(a) - offset(b) + 1 - slots·II with slots >= 1
+        weights += [ceil_div(off_a - off_b, ii) for a, off_a in holds for b, off_b in holds if a != b]
     return weights
 
 

@@ -10,10 +10,12 @@ and gets a lower bound on II for a whole range at once from a relaxation (joint_
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from ortools.sat.python import cp_model
 
+from twill.model.joint import smem_bytes, token_uses
 from twill.model.loop import Loop
 from twill.model.objectives import objective_value
 from twill.model.schedule import Schedule
@@ -35,6 +37,22 @@ class CpSatBackend:
         self.settings = settings
 
     def solve(self, loop: Loop, query: Query, seconds: float | None) -> Outcome:
+        """The query on the exact model. A joint loop is first solved without the order tokens'
+        barriers (rule 9), a relaxation: its INFEASIBLE and its bound are proofs, and a schedule it
+        returns whose tokens fit is one of the exact model (optimal where it was proven optimal).
+        Only when the tokens do not fit is the query solved again with them (token_terms), in the
+        time left."""
+        if not loop.joint or not token_uses(loop):
+            return self._solve(loop, query, seconds, True)
+        relaxed = self._solve(loop, query, seconds, False)
+        if relaxed.schedule is None or smem_bytes(loop, relaxed.schedule).total <= loop.warps.smem:
+            return relaxed
+        left = None if seconds is None else max(seconds - relaxed.work, 0.0)
+        exact = self._solve(loop, query, left, True)
+        return dataclasses.replace(exact, work=exact.work + relaxed.work,
+                                   bound=max(exact.bound, relaxed.bound) if exact.bound is not None else relaxed.bound)
+
+    def _solve(self, loop: Loop, query: Query, seconds: float | None, tokens: bool) -> Outcome:
         ii, stages_max = query.ii, stage_bound(loop, query.ii)
         anchor = anchor_op(loop) if anchored(loop, query) else None
         model = cp_model.CpModel()
@@ -44,7 +62,7 @@ class CpSatBackend:
 
         for e in loop.edges:
             model.add(start[e.dst] - start[e.src] >= e.delay - ii * e.distance)
-        joint = add_joint(model, loop, ii, slot, start, stages_max) if loop.joint else None
+        joint = add_joint(model, loop, ii, slot, start, stages_max, tokens) if loop.joint else None
         if not add_modulo_resources(model, loop, ii, slot) or (loop.joint and joint is None):
             return Outcome("infeasible", None, None, None, 0.0, stages_max)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from twill.model.joint import (THREADS_PER_WARP, carries_registers, ceil_div, handoff_cost, lifetime_terms,
-                               max_roles, register_bytes, register_lifetime_terms, same_role_pairs,
-                               transfer_cycles)
+from twill.model.joint import (MBARRIER_BYTES, SLOT_ALIGN, THREADS_PER_WARP, carries_registers, ceil_div,
+                               handoff_cost, has_ring, lifetime_terms, max_roles, register_bytes,
+                               register_lifetime_terms, same_role_pairs, token_uses, transfer_cycles)
 from twill.model.loop import Loop
 
 
@@ -52,8 +52,10 @@ def dense(roles: list[int] | tuple[int, ...]) -> tuple[int, ...]:
     return tuple(ids.setdefault(r, len(ids)) for r in roles)
 
 
-def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_max: int) -> JointModel | None:
-    """Add the joint rules at ``ii``; None when they cannot hold at this II whatever the schedule."""
+def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_max: int,
+              tokens: bool = True) -> JointModel | None:
+    """Add the joint rules at ``ii``; None when they cannot hold at this II whatever the schedule.
+    Without ``tokens`` the order tokens' barriers are left out of rule 9: a relaxation."""
     w, ops = loop.warps, loop.ops
     legal = legal_setmaxnreg(loop)
     if any(op.issue > ii for op in ops) or not legal:
@@ -71,9 +73,8 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
     used = [flag(model, [x[v][r] for v in range(len(ops))], f"used_{r}") for r in range(count)]
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
     add_registers(model, loop, register_needs(model, loop, ii, slot, start, x, reach, differ), used, wide, legal)
-    staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
-    model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)
-              + sum(register_bytes(ops[v]) * staged[v] for v in staged) <= w.smem)
+    model.add(smem_terms(model, loop, depth, differ)
+              + (token_terms(model, loop, ii, start, stages_max, differ) if tokens else 0) <= w.smem)
     model.add(sum(op.tmem * depth[v] for v, op in enumerate(ops) if op.tmem) <= w.tmem)
 
     objectives = {
@@ -82,6 +83,89 @@ def add_joint(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, stages_
         "roles": cp_model.LinearExpr.sum(used),
     }
     return JointModel(x, objectives)
+
+
+def smem_terms(model: cp_model.CpModel, loop: Loop, depth, differ: RoleDiffer) -> cp_model.LinearExpr:
+    """Rule 9 as ``twill.model.joint.smem_bytes`` counts it, less the order tokens' barriers
+    (``token_terms``): per op with a ring depth D(v) (``depth``), its channel's slots C(v) >= D(v) and
+    >= the distance of each out-edge that crosses roles; whole SLOT_ALIGN blocks of its data (an smem
+    value's C(v) slots, a register value's staging ring when it crosses); a full and an empty mbarrier
+    per slot when some out-edge crosses. Every term only grows with C(v) and the blocks, so their
+    least values are the exact ones."""
+    terms = []
+    for v, op in enumerate(loop.ops):
+        if v not in depth:
+            continue
+        out = [e for e in loop.edges if e.src == v and e.dst != v]
+        domain = list(model.proto.variables[depth[v].index].domain)   # read afresh: a variable's own proto goes stale
+        high = max([domain[-1]] + [e.distance for e in out])
+        crosses = flag(model, [differ(v, e.dst) for e in out], f"crosses_{op.name}")
+        channel = model.new_int_var(domain[0], high, f"channel_{op.name}")
+        model.add(channel >= depth[v])
+        for e in out:
+            model.add(channel >= e.distance).only_enforce_if(differ(v, e.dst))
+        crossing_slots = model.new_int_var(0, high, f"crossing_slots_{op.name}")  # C(v) when some edge crosses
+        model.add(crossing_slots >= channel).only_enforce_if(crosses)
+        for size, slots, name in ((op.smem, channel, "ring"), (register_bytes(op), crossing_slots, "staging")):
+            if size and size % SLOT_ALIGN:
+                whole = model.new_int_var(0, ceil_div(size * high, SLOT_ALIGN), f"blocks_{name}_{op.name}")
+                model.add(SLOT_ALIGN * whole >= size * slots)
+                terms.append(SLOT_ALIGN * whole)
+            elif size:
+                terms.append(size * slots)
+        terms.append(2 * MBARRIER_BYTES * crossing_slots)
+    return cp_model.LinearExpr.sum(terms)
+
+
+def token_terms(model: cp_model.CpModel, loop: Loop, ii: int, start, stages_max: int,
+                differ: RoleDiffer) -> cp_model.LinearExpr:
+    """Rule 9's order-token barriers, exactly as ``twill.model.joint.order_tokens`` finds them: per
+    one-instance unit, the uses a (ops holding it once, at ``at(a) = t(a) + offset = II·s(a) + r(a)``)
+    in the cyclic order of the key (r, s, op), as a circuit whose arcs all ascend the key but one;
+    an arc a -> b on different roles with the token's barrier between them (gap
+    ``t(b) + d·II - t(a) >= named``, d = s(a) - s(b) + [r(a) >= r(b)]) takes 2·max(1, d) mbarriers.
+    A token's slots are at least that on such an arc; a gap too short is only allowed when it is."""
+    terms = []
+    latency, horizon = loop.warps.named, ii * (stages_max + 1) - 1
+    for unit, (holds, _) in token_uses(loop).items():
+        if len(holds) < 2:
+            continue
+        m = len(holds)
+        low = min(offset // ii for _, offset in holds)
+        high = max((horizon + offset) // ii for _, offset in holds)
+        spread = high - low + 1
+        residue, turn, key = [], [], []
+        for i, (v, offset) in enumerate(holds):
+            r = model.new_int_var(0, ii - 1, f"r_{unit}_{i}")
+            k = model.new_int_var(offset // ii, (horizon + offset) // ii, f"s_{unit}_{i}")
+            model.add(start[v] + offset == ii * k + r)
+            residue.append(r)
+            turn.append(k)
+            key.append(r * (spread * m) + (k - low) * m + i)
+        arcs, descending = [], []
+        for i, (a, _) in enumerate(holds):
+            for j, (b, _) in enumerate(holds):
+                if i == j:
+                    continue
+                succ, desc = model.new_bool_var(f"next_{unit}_{i}_{j}"), model.new_bool_var(f"wrap_{unit}_{i}_{j}")
+                arcs.append((i, j, succ))
+                descending.append(desc)
+                model.add_implication(desc, succ)
+                model.add(key[i] < key[j]).only_enforce_if([succ, ~desc])
+                model.add(key[i] > key[j]).only_enforce_if(desc)
+                at_least = model.new_bool_var(f"geq_{unit}_{i}_{j}")
+                model.add(residue[i] >= residue[j]).only_enforce_if(at_least)
+                model.add(residue[i] < residue[j]).only_enforce_if(~at_least)
+                distance = turn[i] - turn[j] + at_least
+                apart = model.new_bool_var(f"apart_{unit}_{i}_{j}")
+                model.add(start[b] + ii * distance - start[a] <= latency - 1).only_enforce_if(~apart)
+                slots = model.new_int_var(0, spread + 1, f"token_{unit}_{i}_{j}")
+                model.add(slots >= 1).only_enforce_if([succ, differ(a, b), apart])
+                model.add(slots >= distance).only_enforce_if([succ, differ(a, b), apart])
+                terms.append(2 * MBARRIER_BYTES * slots)
+        model.add_circuit(arcs)
+        model.add(sum(descending) == 1)
+    return cp_model.LinearExpr.sum(terms)
 
 
 def add_roles(model: cp_model.CpModel, loop: Loop) -> tuple[list[list[cp_model.IntVar]], int]:
@@ -203,10 +287,11 @@ def lifetime_reach(loop: Loop, ii: int, stages_max: int) -> int:
 
 def add_depths(model: cp_model.CpModel, loop: Loop, ii: int, start, reach: int,
                differ: RoleDiffer) -> dict[int, cp_model.IntVar]:
-    """Rule 7: ring depth D(v)·II >= L(v) for ops with a result or a fixed depth (then D(v) = depth)."""
+    """Rule 7: ring depth D(v)·II >= L(v) for ops with a result, a fixed depth (then D(v) = depth) or
+    an out-edge to another op (its channel's slots when that crosses roles: ``has_ring``)."""
     depth = {}
     for v, op in enumerate(loop.ops):
-        if not op.has_value and op.depth is None:
+        if not has_ring(loop, v):
             continue
         low, high = (op.depth, op.depth) if op.depth is not None else (1, reach)
         d = depth[v] = model.new_int_var(low, high, f"depth_{op.name}")

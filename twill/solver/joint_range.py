@@ -172,8 +172,9 @@ def build_relaxation(loop: Loop, lo: int, hi: int, legal: list[int], windows: bo
     wide = [flag(model, [x[v][r] for v, op in enumerate(ops) if op.warps > 1], f"wide_{r}") for r in range(count)]
     add_registers(model, loop, relaxed_register_needs(model, loop, ii, hi, start, x, reach, differ), used, wide,
                   legal)  # rules 5 and 8
+    # rules 9 and 10, relaxed: the rings' bytes without their rounding to blocks and without barriers
     staged = {v: gated(model, depth[v], crossing[v], f"staged_{ops[v].name}") for v in crossing}
-    model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)  # rules 9 and 10
+    model.add(sum(op.smem * depth[v] for v, op in enumerate(ops) if op.smem)
               + sum(register_bytes(ops[v]) * staged[v] for v in staged) <= w.smem)
     model.add(sum(op.tmem * depth[v] for v, op in enumerate(ops) if op.tmem) <= w.tmem)
     return model, ii, start, x

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import z3
 
-from twill.model.joint import (THREADS_PER_WARP, ceil_div, depth, handoff_cost, held_after_issue, lifetime_edges,
-                               lifetime_terms, max_roles, register_bytes, register_lifetime, register_lifetime_terms,
-                               released_after_issue, same_role_pairs)
+from twill.model.joint import (MBARRIER_BYTES, SLOT_ALIGN, THREADS_PER_WARP, ceil_div, depth, handoff_cost, has_ring,
+                               held_after_issue, lifetime_edges, lifetime_terms, max_roles, order_tokens,
+                               register_bytes, register_lifetime, register_lifetime_terms, released_after_issue,
+                               same_role_pairs, token_uses)
 from twill.model.loop import Dependence, Loop
 from twill.model.schedule import Schedule
 
@@ -45,7 +46,7 @@ def add_joint(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef],
     crossing = [crosses(loop, v, role) for v in range(len(loop.ops))]
     need = register_needs(solver, loop, ii, ids, slot, start, role)
     add_registers_and_warps(solver, loop, ids, role, need, roles_used, ctx)
-    add_memories(solver, loop, ring, crossing)
+    add_memories(solver, loop, ii, start, ring, role)
     if not loop.warps.cross_role:
         solver.add([z3.Not(c) for c in crossing])
     handoff_bytes = z3.Sum([z3.IntVal(0, ctx)] + [z3.If(crossing[v], register_bytes(op), 0)
@@ -117,10 +118,10 @@ def add_blocking(solver: z3.Solver, loop: Loop, ii: int, slot: list[z3.ArithRef]
 
 def add_depths(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef], role: list[z3.ArithRef],
                ctx: z3.Context) -> list[z3.ArithRef | None]:
-    """Rule 7: ring depth per op whose depth matters (a value or a fixed depth), None elsewhere."""
+    """Rule 7: ring depth per op whose depth matters (``has_ring``), None elsewhere."""
     ring: list[z3.ArithRef | None] = []
     for v, op in enumerate(loop.ops):
-        if op.depth is None and not op.has_value:
+        if not has_ring(loop, v):
             ring.append(None)
             continue
         if op.depth is not None:
@@ -215,15 +216,67 @@ def legal_setting(solver: z3.Solver, loop: Loop, name: str, ctx: z3.Context) -> 
     return value
 
 
-def add_memories(solver: z3.Solver, loop: Loop, ring: list[z3.ArithRef | None], crossing: list[z3.BoolRef]) -> None:
-    """Rules 9 and 10: rings of every value in shared and tensor memory, and staging of crossing registers."""
-    smem = [op.smem * ring[v] for v, op in enumerate(loop.ops) if op.smem]
-    smem += [z3.If(crossing[v], register_bytes(op) * ring[v], 0) for v, op in enumerate(loop.ops) if op.registers]
+def add_memories(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef], ring: list[z3.ArithRef | None],
+                 role: list[z3.ArithRef]) -> None:
+    """Rules 9 and 10: tensor-memory rings; shared memory as ``twill.model.joint.smem_bytes`` counts
+    it: per op, its channel's slots C(v) = max(D(v), the distance of each edge that crosses roles),
+    whole SLOT_ALIGN blocks of its data (an smem value's C(v) slots, a register value's staging ring
+    when it crosses), two mbarriers per slot when it crosses; and the order tokens' (token_barriers)."""
+    ctx = solver.ctx
+    smem = [z3.IntVal(0, ctx)]
+    for v, op in enumerate(loop.ops):
+        if ring[v] is None:
+            continue
+        out = [e for e in loop.edges if e.src == v and e.dst != v]
+        crossing = z3.Or([z3.BoolVal(False, ctx)] + [role[e.dst] != role[v] for e in out])
+        channel = ring[v]
+        for e in out:
+            channel = z3.If(z3.And(role[e.dst] != role[v], channel < e.distance), e.distance, channel)
+        for size, slots, name in ((op.smem, channel, "ring"), (register_bytes(op), z3.If(crossing, channel, 0), "staging")):
+            if size and size % SLOT_ALIGN:
+                whole = z3.Int(f"blocks_{name}_{op.name}", ctx)
+                solver.add(SLOT_ALIGN * whole >= size * slots, SLOT_ALIGN * whole < size * slots + SLOT_ALIGN)
+                smem.append(SLOT_ALIGN * whole)
+            elif size:
+                smem.append(size * slots)
+        smem.append(z3.If(crossing, 2 * MBARRIER_BYTES * channel, 0))
+    solver.add(z3.Sum(smem + token_barriers(solver, loop, ii, start, role)) <= loop.warps.smem)
     tmem = [op.tmem * ring[v] for v, op in enumerate(loop.ops) if op.tmem]
-    if smem:
-        solver.add(z3.Sum(smem) <= loop.warps.smem)
     if tmem:
         solver.add(z3.Sum(tmem) <= loop.warps.tmem)
+
+
+def token_barriers(solver: z3.Solver, loop: Loop, ii: int, start: list[z3.ArithRef],
+                   role: list[z3.ArithRef]) -> list[z3.ArithRef]:
+    """Rule 9's order-token barriers as ``twill.model.joint.order_tokens`` finds them: per one-instance
+    unit, its uses a (ops holding it once) at ``t(a) + offset = II·s(a) + r(a)``; b follows a when no
+    use lies between them in the cyclic order of (r, s, op); a token on different roles, its barrier's
+    cycles apart (``t(b) + d·II - t(a) >= named``, d = s(a) - s(b) + [r(a) >= r(b)]), takes 2·max(1, d)."""
+    ctx, found = solver.ctx, []
+    for unit, (holds, _) in token_uses(loop).items():
+        if len(holds) < 2:
+            continue
+        r = [z3.Int(f"r_{unit}_{i}", ctx) for i in range(len(holds))]
+        k = [z3.Int(f"s_{unit}_{i}", ctx) for i in range(len(holds))]
+        for i, (v, offset) in enumerate(holds):
+            solver.add(start[v] + offset == ii * k[i] + r[i], 0 <= r[i], r[i] < ii)
+
+        def before(i: int, j: int) -> z3.BoolRef:
+            return z3.Or(r[i] < r[j], z3.And(r[i] == r[j], z3.Or(k[i] < k[j], z3.And(k[i] == k[j], i < j))))
+
+        for i, (a, _) in enumerate(holds):
+            for j, (b, _) in enumerate(holds):
+                if i == j:
+                    continue
+                others = [c for c in range(len(holds)) if c not in (i, j)]
+                follows = z3.If(before(i, j), z3.And([z3.BoolVal(True, ctx)] + [z3.Not(z3.And(before(i, c), before(c, j)))
+                                                                             for c in others]),
+                                z3.And([z3.BoolVal(True, ctx)] + [z3.And(z3.Not(before(i, c)), z3.Not(before(c, j)))
+                                                                  for c in others]))
+                d = k[i] - k[j] + z3.If(r[i] >= r[j], 1, 0)
+                token = z3.And(follows, role[a] != role[b], start[b] + ii * d - start[a] >= loop.warps.named)
+                found.append(z3.If(token, 2 * MBARRIER_BYTES * z3.If(d > 1, d, 1), 0))
+    return found
 
 
 def dense(roles: list[int]) -> tuple[int, ...]:
@@ -235,8 +288,9 @@ def dense(roles: list[int]) -> tuple[int, ...]:
 def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, int, int]]:
     """(u, v, c) with ``t(v) - t(u) >= c``: every joint rule on the stages once the slots, roles,
     ring depths and register lifetimes of ``schedule`` are held (docs/joint-model.md, "Stage bound"):
-    edges with their hand-offs, blocking rules, lifetimes within the schedule's depths, and register
-    lifetimes within the schedule's own (registers follow them)."""
+    edges with their hand-offs, blocking rules, lifetimes within the schedule's depths, register
+    lifetimes within the schedule's own (registers follow them), and each order token's distance
+    within its slots (``t(a) + offset(a) - t(b) - offset(b) < max(1, d)·II``)."""
     ii, t, roles = schedule.ii, schedule.starts, schedule.roles
     found = [(e.src, e.dst, e.delay - ii * e.distance
               + (handoff_cost(loop, e) if roles[e.src] != roles[e.dst] else 0)) for e in loop.edges]
@@ -244,8 +298,11 @@ def difference_constraints(loop: Loop, schedule: Schedule) -> list[tuple[int, in
         if e.blocking:
             found += [(e.src, e.dst, op.duration - ((t[e.src] - t[o] - 1) % ii + 1) - ii * e.distance)
                       for o, op in enumerate(loop.ops) if o != e.dst and roles[o] == roles[e.dst]]
+    for unit, a, b, distance in order_tokens(loop, schedule)[0]:  # no token's slots grow
+        offset = {v: r.offset for v, op in enumerate(loop.ops) for r in op.reservations if r.unit == unit}
+        found.append((a, b, offset[a] - offset[b] + 1 - max(1, distance) * ii))
     for v, op in enumerate(loop.ops):
-        if op.has_value or op.depth is not None:
+        if has_ring(loop, v):
             held = depth(loop, schedule, v) * ii
             found += [(e.dst, v, ii * e.distance + released_after_issue(loop, e, roles[v] != roles[e.dst]) - held)
                       for e in lifetime_edges(loop, v)]

@@ -6,7 +6,7 @@ docs/joint-model.md.
 
 from __future__ import annotations
 
-from twill.model.joint import ONE_ROLE, carries_registers, layout, lifetime, same_role_pairs, smem_bytes, tmem_columns
+from twill.model.joint import ONE_ROLE, SLOT_ALIGN, carries_registers, layout, lifetime, same_role_pairs, smem_bytes, tmem_columns
 from twill.model.loop import Loop
 from twill.model.schedule import Schedule
 
@@ -92,8 +92,12 @@ def verify_joint(loop: Loop, schedule: Schedule) -> list[tuple[str, str]]:
         found.append(("registers", f"register allocation {plan.registers} exceeds the register file "
                                    f"{w.register_file} or a setmaxnreg range: needs "
                                    f"{', '.join(f'role {r.id}: {r.registers}' for r in plan.roles)}"))
-    if smem_bytes(loop, schedule) > w.smem:
-        found.append(("smem", f"shared memory {smem_bytes(loop, schedule)} bytes > {w.smem}"))
+    smem = smem_bytes(loop, schedule)
+    if smem.total > w.smem:
+        found.append(("smem", f"shared memory {smem.total} bytes ({smem.data} of ring data in {SLOT_ALIGN}-byte "
+                              f"blocks, {smem.channel_barriers} of channel and {smem.token_barriers} of order-token "
+                              f"mbarriers) > {w.smem} (the machine's, less the resident tiles, the alignment "
+                              "slack and the kernel's other barriers)"))
     if tmem_columns(loop, schedule) > w.tmem:
         found.append(("tmem", f"tensor memory {tmem_columns(loop, schedule)} columns > {w.tmem}"))
     return found
