@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from twill.emit.driver import emit_kernel
-from twill.emit.kernel import default_target
+from twill.emit.kernel import default_target, family_of
 from twill.errors import SpecError
 from twill.model.hand_schedule import load_hand_schedule
 from twill.model.loader import load_instance
@@ -51,7 +51,7 @@ def run(name: str, spec: str, machine: str, schedule_file: str, params: dict, ar
     reviewed = review(instance.loop, load_hand_schedule(str(ROOT / schedule_file), instance.loop))
     schedule = reviewed.schedule
     row = {"name": name, "ii": schedule.ii, "target": default_target(instance)}
-    if row["target"] in instance_targets(instance):
+    if row["target"] in family_of(instance).targets:
         try:
             seconds = []
             for _ in range(args.repeat):
@@ -71,14 +71,6 @@ def run(name: str, spec: str, machine: str, schedule_file: str, params: dict, ar
         row["check"] = (f"{'passed' if checked.ok else 'FAILED'}, max error {max(errors, default=0):.1e} at "
                         f"{', '.join(str(r.trips) for r in checked.runs)} blocks, {time.perf_counter() - start:.0f} s")
     return row
-
-
-def instance_targets(instance) -> tuple[str, ...]:
-    from twill.emit.families import FAMILIES
-    from twill.sim.semantics import part_counts
-
-    family = FAMILIES[instance.loop.name](instance.params, part_counts(instance.loop))
-    return family.targets
 
 
 def cells(row: dict) -> list[str]:

@@ -359,13 +359,19 @@ class Kernel:
         return self.target in ("sm90a", "sm100a") and len({g.setmaxnreg for g in self.warpgroups}) > 1
 
 
+def family_of(instance: Instance) -> Any:
+    """The kernel family of the spec (keyed by its ``name``) for the instance's parameters."""
+    family_type = FAMILIES.get(instance.loop.name)
+    if family_type is None:
+        raise EmitError(f"no kernel family {instance.loop.name!r} to emit (known: {', '.join(FAMILIES)})",
+                        field="name")
+    return family_type(instance.params, part_counts(instance.loop))
+
+
 def build_kernel(instance: Instance, program: Program, target: str, name: str) -> Kernel:
     loop = instance.loop
-    family_type = FAMILIES.get(loop.name)
-    if family_type is None:
-        raise EmitError(f"no kernel family {loop.name!r} to emit (known: {', '.join(FAMILIES)})", field="name")
     parts = part_counts(loop)
-    family = family_type(instance.params, parts)
+    family = family_of(instance)
     if target not in family.targets:
         raise EmitError(f"kernel family {loop.name!r} has no op bodies for {target} yet (emitted: "
                         f"{', '.join(family.targets)})", field="--target")
