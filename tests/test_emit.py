@@ -173,8 +173,8 @@ def test_barriers_match_the_program(machine):
 
 # --- the shipped kernels are fresh ------------------------------------------------------------
 
-@pytest.mark.parametrize("machine", MACHINES)
-@pytest.mark.parametrize("kernel", ["gemm", "fa-fwd"])
+@pytest.mark.parametrize("machine, kernel", [(machine, kernel) for kernel in ("gemm", "fa-fwd") for machine in MACHINES]
+                         + [("b200", "fa-bwd")])
 def test_shipped_kernels_are_fresh(machine, kernel):
     """kernels/<kernel>-<machine>/ is what `twill emit specs/kernels/<kernel>.yaml
     kernels/<kernel>-<machine>.schedule.yaml -o kernels/<kernel>-<machine>` writes today (re-emit it
@@ -566,7 +566,7 @@ def test_fa_backward_bad_params_are_one_line_errors(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
-# --- FlashAttention backward on Blackwell (host twin): S^T, dP^T, dV, dK, dQ_i in tensor memory -----
+# --- FlashAttention backward on Blackwell: S^T, dP^T, dV, dK, dQ_i in tensor memory ----------------
 
 def b200_backward():
     instance, schedule, _ = saved("b200", "fa-bwd")
@@ -575,9 +575,10 @@ def b200_backward():
 
 def test_fa_backward_b200_twin_matches_numpy_under_tsan(tmp_path):
     """The B200 optimum: S^T and dP^T from tensor memory into the softmax warpgroup's registers (ldS,
-    ldDP), P^T and dS^T stored in 16 bits over their upper columns (stP), read there by dV, dK and
-    dQ; dV and dK accumulate in tensor memory and are stored after the accumulators barrier; dQ_i
-    leaves tensor memory for the TMA reduce-add. Against the fp64 attention backward."""
+    ldDP), P^T and dS^T stored in 16 bits over their upper columns (stP), read there by dV and dK,
+    and dS^T into shared memory, where dQ reads it; dV and dK accumulate in tensor memory and are
+    stored after the accumulators barrier; dQ_i leaves tensor memory through storeDQ's fp32 slot for
+    the TMA reduce-add. Against the fp64 attention backward."""
     instance, schedule, _ = b200_backward()
     trips = short_trips(schedule.stages)
     result = emit_kernel(instance, schedule, {}, "host", str(tmp_path / "out"), check=True, seed=2, trips=trips)
@@ -585,21 +586,39 @@ def test_fa_backward_b200_twin_matches_numpy_under_tsan(tmp_path):
     assert [run.trips for run in result.runs] == trips
     assert all(run.max_error < 5e-3 for run in result.runs)   # P and dS rounded to bf16, as on the device
     assert [(m["name"], m["column"]) for m in result.manifest["tmem"]["map"]] == [
-        ("s", 0), ("dp", 128), ("dv", 192), ("dk", 320), ("dq", 448)]
+        ("s", 0), ("dp", 64), ("dv", 128), ("dk", 256), ("dq", 384)]
     source = (tmp_path / "out" / "fa_bwd_b200.cpp").read_text()
-    assert "tmem_pack_16x2<true>" in source and "tmem_unpack_16<true>" in source
+    assert "tmem_pack_16x2<true>" in source and "tmem_unpack_16<true>" in source and "stage_boxed<true>" in source
 
 
-@pytest.mark.parametrize("drops", [[("dq", "stP")], [("dv", "stP"), ("dv", "tc:dp>dv")]])
-def test_the_b200_backward_twin_catches_a_missing_tensor_memory_wait(drops, tmp_path):
-    """dQ reading dS^T, or dV reading P^T, from tensor memory before the softmax warpgroup's tcgen05.st
-    is a race on the twin's tensor memory (or a wrong result). dV's stP wait alone is implied: its
-    order token comes from dP of the next block, which the softmax warpgroup issues after its stP."""
+def test_the_b200_backward_twin_catches_a_missing_shared_memory_wait(tmp_path):
+    """dQ reading dS^T from stP's shared-memory tile before the softmax warpgroup wrote it is a race on
+    the twin's shared memory (or a wrong result). The stP wait alone is implied: dq's order token comes
+    from dP of the next block, which the softmax warpgroup issues after its stP."""
     instance, _, program = b200_backward()
-    for step, channel in drops:
-        program = without_wait(program, step, channel)
+    program = without_wait(without_wait(program, "dq", "stP"), "dq", "tc:dp>dq")
     runs = twin_runs(instance, program, tmp_path, [4], delay_seed=1)
     assert failed(runs), runs
+
+
+@needs_nvrtc
+def test_fa_backward_b200_optimum_compiles_clean_for_sm100a(tmp_path):
+    """The B200 optimum on sm100a: S^T, dP^T by tcgen05.mma SS, dV and dK TS (P^T, dS^T in tensor
+    memory), dQ SS .ws at M = 64 (dS^T MN-major from shared memory, K MN-major), tcgen05.ld/st in the
+    softmax warpgroup, ex2 per element, dQ_i read from tensor memory by a warpgroup and added by a TMA
+    reduce; 0 spills, no stack, no C75xx diagnostic, the program's setmaxnreg."""
+    instance, schedule, _ = b200_backward()
+    result = emit_kernel(instance, schedule, {}, "sm100a", str(tmp_path / "out"), compile_=True)
+    report = result.manifest["compile"]
+    assert result.ok, result.problems
+    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    assert all(report["sass_classes"].get(name) for name in ("UTCHMMA", "UTCHMMA.WS", "LDTM", "STTM", "MUFU",
+                                                               "UTCBAR", "UTMALDG", "UTMAREDG"))
+    assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in result.manifest["warpgroups"])
+    assert report["registers"] <= max(report["setmaxnreg"])
+    source = (tmp_path / "out" / "fa_bwd_b200.cu").read_text()
+    assert "umma_f16_ws(" in source and "umma_idesc_f16(64, 128, true, true, true)" in source
+    assert "tma_reduce_add_4d(&tmap_dQ" in source
 
 
 def test_fa_backward_b200_bad_params_are_one_line_errors(tmp_path):
@@ -608,10 +627,15 @@ def test_fa_backward_b200_bad_params_are_one_line_errors(tmp_path):
     from twill.emit.families import FlashBackward, Unsupported
 
     schedule = str(ROOT / "kernels/fa-bwd-b200.schedule.yaml")
-    result = CliRunner().invoke(app, ["emit", str(FA_BWD), schedule, "-m", "b200", "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(app, ["emit", str(FA_BWD), schedule, "-m", "b200", "-o", str(tmp_path / "out"),
+                                      "--target", "sm90a"])
     assert result.exit_code == 2 and result.stderr.startswith(
-        "error: --target: kernel family 'fa-bwd' has no op bodies for sm100a yet"), result.stderr
+        "error: --target: kernel family 'fa-bwd' has no op bodies for sm90a yet"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    with pytest.raises(Unsupported, match="tiles = 2: on Blackwell dQ reads dS") as error:
+        FlashBackward({"dtype": "bf16", "head_dim": 128, "block_m": 64, "block_n": 128},
+                      {"s": 2, "ldS": 2, "dq": 1}).check()
+    assert error.value.param == "tiles"
     params = {"dtype": "bf16", "head_dim": 128, "block_m": 256, "block_n": 128}
     with pytest.raises(Unsupported, match="block_m = 256: dQ_i's rows are tensor-memory lanes") as error:
         FlashBackward(params, {"s": 1, "ldS": 1, "dq": 1}).check()

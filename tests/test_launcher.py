@@ -443,14 +443,16 @@ def test_numpy_fa_backward_uploads_a_zero_dq_and_passes_lse_and_delta_by_pointer
     [launch] = fake.named("cuLaunchKernel")
     _, gx, gy, gz, *_, (values, types), _ = launch
     assert (gx, gy, gz) == (1, 2, 1)  # ceil(SK / 128) KV blocks, H, B
-    assert types == (None,) * 4 + (ctypes.c_void_p,) * 5 + (ctypes.c_int,) * 4
+    # dQ, the TMA reduce's destination, is a tensor map over its memory; dK and dV pointers
+    assert types == (None,) * 4 + (ctypes.c_void_p,) * 2 + (None,) + (ctypes.c_void_p,) * 2 + (ctypes.c_int,) * 4
     pointers = [int(p) for (p,) in (args[:1] for args in fake.named("cuMemcpyHtoD"))]
     assert values[4:6] == tuple(pointers[4:6])  # LSE and Delta: the device copies, by pointer
     assert values[9:] == (64, 128, 2, 1)  # SQ, SK, H, B
     encodes = fake.named("cuTensorMapEncodeTiled")
-    assert len(encodes) == 4 and all(rank == 4 for _, rank, *_ in encodes)
+    assert len(encodes) == 5 and all(rank == 4 for _, rank, *_ in encodes)
     assert [int(d) for d in encodes[0][3]] == [128, 2, 64, 1]  # Q: D, H, SQ, B innermost first
     assert [int(b) for b in encodes[0][5]] == [64, 1, 64, 1] and [int(b) for b in encodes[1][5]] == [64, 1, 128, 1]
+    assert encodes[4][2] == pointers[6] and [int(b) for b in encodes[4][5]] == [64, 1, 64, 1]  # dQ: fp32, a part
 
 
 def test_numpy_fa_backward_adds_into_a_given_dq(fa, tmp_path):
@@ -517,7 +519,8 @@ def test_torch_fa_backward_allocates_dq_with_zeros_and_adds_into_a_given_one(fa,
                                       ("empty", (1, 128, 2, 128))]
     [launch] = fake.named("cuLaunchKernel")
     values = launch[-2][0]
-    assert values[4:9] == (lse.address, delta.address, dq.address, dk.address, dv.address)
+    assert values[4:6] + values[7:9] == (lse.address, delta.address, dk.address, dv.address)
+    assert fake.named("cuTensorMapEncodeTiled")[4][2] == dq.address   # dQ: a tensor map over the zeros
 
     fake_torch.allocations.clear()
     given = fake_torch.tensor(1, 64, 2, 128, dtype=fake_torch.float32)

@@ -11,7 +11,8 @@ kernel is loaded (``load()`` or the first launch), never at import.
     kernel(stream=s, **tensors)             # keyed by the manifest's argument names
 
 Arguments follow the manifest's "arguments", in order: a ``tensor_map`` argument is passed as a CUtensorMap by
-value (built here with cuTensorMapEncodeTiled), an ``input`` and an ``output`` as a device pointer, an ``int`` as an
+value (built here with cuTensorMapEncodeTiled), an ``input`` and an ``output`` as a device pointer (an output with
+a "box", a TMA reduce's destination such as the backward's dQ, as a tensor map over its memory), an ``int`` as an
 int whose value comes from the tensors' shapes; "size_rules" say which sizes the kernel needs (multiples of a
 block, a head_dim). An output marked ``"accumulated": true`` is added into by the kernel: one the launcher
 allocates starts at zero; one the caller passes (``out=``, or by name) is added into, so zero it for a fresh result.
@@ -75,6 +76,11 @@ _FUNCTIONS = {"ceil": math.ceil, "min": min, "max": max}
 _RULES = MANIFEST.get("size_rules", {})
 
 
+def _mapped(arg: dict) -> bool:
+    """Whether the kernel takes the argument as a CUtensorMap: a tensor_map, or an output with a box."""
+    return arg["kind"] == "tensor_map" or (arg["kind"] == "output" and "box" in arg)
+
+
 def _check_manifest() -> None:
     """Refuse, at import, a manifest this launcher cannot drive."""
     where = HERE / "manifest.json"
@@ -85,9 +91,9 @@ def _check_manifest() -> None:
             raise ImportError(f"{where}: argument {arg['name']} has unsupported kind {arg['kind']!r}")
         if arg["kind"] != "int" and arg["dtype"] not in _DTYPES:
             raise ImportError(f"{where}: argument {arg['name']} has unsupported dtype {arg['dtype']!r}")
-        if arg["kind"] == "tensor_map" and arg["swizzle"] not in _SWIZZLE:
+        if _mapped(arg) and arg["swizzle"] not in _SWIZZLE:
             raise ImportError(f"{where}: argument {arg['name']} has unsupported swizzle {arg['swizzle']!r}")
-        if arg["kind"] == "tensor_map" and len(arg["box"]) != len(arg["shape"]):
+        if _mapped(arg) and len(arg["box"]) != len(arg["shape"]):
             raise ImportError(f"{where}: argument {arg['name']} has a box of rank {len(arg['box'])}, "
                               f"shape of rank {len(arg['shape'])}")
     shaped = {dim for arg in ARGUMENTS if arg["kind"] == "tensor_map" for dim in arg["shape"]}
@@ -253,7 +259,7 @@ def _init_driver() -> None:
 
 
 def _tensor_map(arg: dict, address: int, sizes: dict[str, int]):
-    """The CUtensorMap of one tensor_map argument: dims innermost first, byte strides of the outer dims, the
+    """The CUtensorMap of one tensor_map argument (or boxed output): dims innermost first, byte strides of the outer dims, the
     manifest's box and swizzle, element strides 1, no interleave, L2 promotion 256B, out-of-bounds reads zero."""
     dtype = _DTYPES[arg["dtype"]]
     dims = [sizes[dim] for dim in reversed(arg["shape"])]
@@ -278,7 +284,7 @@ def _parameters(pointers: dict[str, int], sizes: dict[str, int]) -> tuple[tuple,
     by value. c_void_p (an input's or output's address) and c_int (M, N, K) are packed into argument slots."""
     values, types = [], []
     for arg in ARGUMENTS:
-        if arg["kind"] == "tensor_map":
+        if _mapped(arg):
             values.append(_tensor_map(arg, pointers[arg["name"]], sizes))
             types.append(None)
         elif arg["kind"] in ("input", "output"):

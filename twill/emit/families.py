@@ -281,10 +281,10 @@ class FlashForward(Attention):
             return Mma("stP", "loadV", row, 0, b_mn_major=True, a_tmem=True)
         return Mma("convert", "loadV", row, 0, b_mn_major=True)
 
-    def tmem_operand(self, name: str, part: int | None) -> tuple[str, int]:
-        """Blackwell: where an MMA operand in tensor memory lives, as (tensor-memory value, first column
-        within it): P (``stP``) over S, from column ``p_offset`` on."""
-        assert name == "stP"
+    def tmem_operand(self, mma: str, part: int | None) -> tuple[str, int]:
+        """Blackwell: where MMA ``mma`` (part ``part``) reads its A operand in tensor memory, as
+        (tensor-memory value, first column within it): pv's P (``stP``) over S, from column ``p_offset`` on."""
+        assert mma == "pv"
         return ("qk" if part is None else f"qk.{part}"), self.p_offset
 
     def register_elements(self, base: str) -> int:
@@ -439,6 +439,7 @@ class FlashBackward(Attention):
         self.initial = {"dv": "0.0f", "dk": "0.0f"}
         self.tmem = "ldS" in parts      # the Blackwell variant
         if self.tmem:
+            self.targets = ("sm100a", "host")
             self.in_place = {"ds": "ldDP"}   # dS^T over the registers ldDP filled
         self.p_offset = self.block_m // 2    # P^T (dS^T) in 16 bits from this column of S^T's (dP^T's) on
 
@@ -447,6 +448,9 @@ class FlashBackward(Attention):
         if self.tmem and self.block_m > TMEM_LANES:
             raise Unsupported("block_m", f"block_m = {self.block_m}: dQ_i's rows are tensor-memory lanes, "
                                          f"{TMEM_LANES} of them")
+        if self.tmem and self.parts["s"] > 1:
+            raise Unsupported("tiles", f"tiles = {self.parts['s']}: on Blackwell dQ reads dS^T as one shared-memory "
+                                       "tile (stP's), so the KV rows are one part")
         if self.tmem and self.rows("s") > TMEM_LANES:
             raise Unsupported("block_n", f"block_n = {self.block_n} in {self.parts['s']} parts gives "
                                          f"{self.rows('s')}-row tiles; tensor memory has {TMEM_LANES} lanes")
@@ -469,6 +473,12 @@ class FlashBackward(Attention):
             return self.block_m * self.head_dim // self.parts["dq"]
         return self.rows(base) * (self.head_dim if base in ("dv", "dk") else self.block_m)
 
+    def tmem_operand(self, mma: str, part: int | None) -> tuple[str, int]:
+        """Blackwell: where ``dv`` reads P^T (over S^T) and ``dk`` dS^T (over dP^T) in tensor memory, as
+        (tensor-memory value, first column within it)."""
+        over = {"dv": "s", "dk": "dp"}[mma]
+        return (over if part is None else f"{over}.{part}"), self.p_offset
+
     STAGED_16 = ("convertP", "convertDS")   # staged 16-bit for an MMA that reads them from shared memory
     ROW_VALUES: dict[str, int] = {}         # no per-row values (the forward's m, alpha): staged as fragments
 
@@ -476,7 +486,10 @@ class FlashBackward(Attention):
         """sm90a: (C type, elements) one thread holds per 64-row group of its part, the wgmma accumulator
         fragments (docs/emit.md): S^T, P^T, dP^T, dS^T (KV rows x block_m queries) and their 16-bit forms
         (packed pairs in the first half of the same registers), dV and dK (KV rows x head_dim), dQ_i's
-        part (block_m queries x head_dim / parts)."""
+        part (block_m queries x head_dim / parts). sm100a: a thread owns one KV row (tensor-memory lane =
+        row), all block_m query columns of S^T, P^T, dP^T, dS^T."""
+        if self.tmem:
+            return "float", self.block_m
         if base == "dq":
             return "float", self.head_dim // self.parts["dq"] // 2
         return "float", (self.head_dim if base in ("dv", "dk") else self.block_m) // 2
@@ -491,14 +504,13 @@ class FlashBackward(Attention):
         row = (part or 0) * self.rows(base)
         kv, q = self.block_n, self.block_m    # rows of the A tiles in shared memory: K, V; dS (for dQ)
         cols = self.head_dim // self.parts["dq"]
-        if self.tmem:   # P^T, dS^T in 16 bits in tensor memory (stP); dq reads dS^T there, transposed (the
-                        # twin: a device's tcgen05 A in tensor memory is M x K with M in lanes, so dS needs
-                        # shared memory there)
+        if self.tmem:   # P^T, dS^T in 16 bits in tensor memory (stP) for dv and dk; dq reads dS^T from stP's
+                        # shared-memory tile, MN-major (tcgen05's A in tensor memory has M in lanes, dS^T KV rows)
             col = (part or 0) * cols if base == "dq" else 0
             return {"s": Mma("K", "loadQ", row, kv), "dp": Mma("V", "loadDO", row, kv),
                     "dv": Mma("stP", "loadDO", row, 0, b_mn_major=True, a_tmem=True),
                     "dk": Mma("stP", "loadQ", row, 0, b_mn_major=True, a_tmem=True),
-                    "dq": Mma("stP", "K", 0, 0, b_mn_major=True, a_tmem=True, b_col=col)}[base]
+                    "dq": Mma("stP", "K", 0, q, b_mn_major=True, a_mn_major=True, b_col=col)}[base]
         return {"s": Mma("K", "loadQ", row, kv), "dp": Mma("V", "loadDO", row, kv),
                 "dv": Mma("convertP", "loadDO", row, 0, b_mn_major=True),
                 "dk": Mma("convertDS", "loadQ", row, 0, b_mn_major=True),

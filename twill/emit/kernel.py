@@ -158,6 +158,7 @@ class StepContext:
     signals: list[Item]
     binding: Any = None                  # the family's Load / Mma for this op
     operands: dict[str, Operand] = field(default_factory=dict)
+    slot: Operand | None = None          # a result the body itself writes into shared memory (not a TMA's): its ring
     tmem_column: int | None = None       # tcgen05 accumulator column
     done_barrier: int | None = None      # sm100a: the barrier its completion is committed to (a local wait awaits it)
     deferred: bool = False               # sm90a: its completion signals wait for the role's next commit
@@ -410,7 +411,9 @@ def _spec_op(instance: Instance, spec_ops: dict, parts: dict[str, int],
 
 def _check_shapes(instance: Instance, program: Program, target: str, ops: dict) -> None:
     """What the op bodies can issue: 128-byte K rows (one swizzle atom), wgmma's m64nNk16 shapes with
-    N in {64, 128, 256}, tcgen05's M = 128 accumulator in tensor memory, no local waits on sm100a."""
+    N in {64, 128, 256}, tcgen05's M = 128 accumulator in tensor memory (or M = 64 in the .ws form, N in
+    {64, 128, 256}), and on sm100a local waits only for what its bodies complete: MMAs (their own barriers),
+    tensor-memory loads (tcgen05.wait::ld) and a TMA reduce (its body waits until the slot is read)."""
     for name, (kind, args, _, _) in ops.items():
         if kind != "mma":
             continue
@@ -418,17 +421,17 @@ def _check_shapes(instance: Instance, program: Program, target: str, ops: dict) 
         if target == "sm90a" and (m % 64 or n not in (64, 128, 256)):
             raise EmitError(f"op {name!r}: wgmma needs m a multiple of 64 and n in 64, 128, 256 (got m={m}, "
                             f"n={n})", field="ops")
-        if target == "sm100a" and (m != 128 or n % 32 or not 32 <= n <= 256):
-            raise EmitError(f"op {name!r}: the tcgen05 body issues M = 128 and n a multiple of 32 up to 256 "
-                            f"(got m={m}, n={n})", field="ops")
+        if target == "sm100a" and not (m == 128 and n % 32 == 0 and 32 <= n <= 256 or m == 64 and n in (64, 128, 256)):
+            raise EmitError(f"op {name!r}: the tcgen05 body issues M = 128 and n a multiple of 32 up to 256, or "
+                            f"M = 64 (.ws) and n in 64, 128, 256 (got m={m}, n={n})", field="ops")
     if target == "sm100a":
         for role in program.roles:
             for step in role.steps:
                 for wait in step.local_waits:
                     name = program.loop.ops[wait.op].name
-                    if ops[name][0] not in ("mma", "tmem_load"):
+                    if ops[name][0] not in ("mma", "tmem_load", "tma_reduce"):
                         raise EmitError(f"op {step.name!r} on role {role.id} waits for its own {name!r}: sm100a "
-                                        "waits for its own MMAs and tensor-memory loads only", field="ops")
+                                        "waits for its own MMAs, tensor-memory loads and TMA reduces only", field="ops")
 
 
 class _Layout:
@@ -588,6 +591,10 @@ class _Layout:
                     ctx.operands[split_name(loop.ops[e.src].name)[0]] = Operand(offset, size, slots, e.distance)
             ctx.form = "ts" if ctx.binding.a_tmem else "ss" if ctx.binding.a_rows else "rs"
             ctx.tmem_column = tmem_column.get(step.op)
+        elif step.op in data:   # FA backward on Blackwell: stP's dS^T for dQ, storeDQ's fp32 source
+            offset, size = data[step.op]
+            ch = program.value_channel(step.op)
+            ctx.slot = Operand(offset, size, rings[ch.id].slots if ch is not None else program.values[step.op].depth, 0)
         return ctx
 
     def _how(self, step: Step, signal: Signal, rings: list[Ring]) -> str:
@@ -809,10 +816,28 @@ def _drains(sc: StepContext) -> bool:
                                  (not sc.deferred and any(s.how == "complete" for s in sc.signals)))
 
 
+def _implied_by_commit(steps: list[StepContext]) -> None:
+    """sm100a: drop the waits a later one implies. tcgen05.commit makes its barrier track every prior
+    tcgen05 operation of the issuing thread (PTX ISA "tcgen05.commit"), and the role's leader issues all
+    its MMAs, so the completion of the latest-issued MMA instance a step awaits implies that of every
+    instance issued before it, wherever that one runs (a distance no smaller). Order as below."""
+    index = {sc.step.name: j for j, sc in enumerate(steps)}
+    for sc in steps:
+        def key(wait: LocalWait) -> tuple[int, int]:
+            w = index[wait.name]
+            return sc.step.stage + wait.distance - steps[w].step.stage, -w
+        committed = [w for w in sc.local_waits if w.barrier is not None]
+        if committed:
+            latest = min(committed, key=key)
+            sc.local_waits = [w for w in sc.local_waits if w.barrier is None or w is latest
+                              or key(w) < key(latest) or w.distance < latest.distance]
+
+
 def _count_issues_between(steps: list[StepContext]) -> None:
     """Fill each local wait's ``after``. Step j of kernel iteration k - c runs before step j' of
     k - c' when (c, -j) > (c', -j'); the awaited instance is step w at back = stage + distance -
     its stage, so the issues after it and before this step (0, x) are the MMA steps in between."""
+    _implied_by_commit(steps)
     index = {sc.step.name: j for j, sc in enumerate(steps)}
     for x, sc in enumerate(steps):
         for wait in sc.local_waits:

@@ -100,11 +100,14 @@ __device__ __forceinline__ u64 umma_desc_mn(const void* smem_tile, u32 box_bytes
 // Cross-checked against CUTLASS's UMMA::InstrDescriptor bit-field comments (n_dim_ [17,23),
 // m_dim_ [24,29)). Valid shapes for cta_group::1 dense kind::f16: M = 64 with N % 8 == 0 in
 // [8, 256], M = 128 with N % 16 == 0 in [16, 256] (PTX ISA "tcgen05 Matrix shape"); K = 16.
-// b_mn_major: B stored MN-major (N contiguous), "transpose B" = 1 (FA's V in O += P V).
-__host__ __device__ constexpr uint32_t umma_idesc_f16(int M, int N, bool bf16, bool b_mn_major = false) {
+// b_mn_major: B stored MN-major (N contiguous), "transpose B" = 1 (FA's V in O += P V); a_mn_major:
+// A stored MN-major (M contiguous), "transpose A" = 1 (FA backward's dS, staged as dS^T, in dQ = dS K).
+__host__ __device__ constexpr uint32_t umma_idesc_f16(int M, int N, bool bf16, bool b_mn_major = false,
+                                                      bool a_mn_major = false) {
   return (1u << 4)                                              // dtype F32
        | ((bf16 ? 1u : 0u) << 7)                                // atype
        | ((bf16 ? 1u : 0u) << 10)                               // btype
+       | ((a_mn_major ? 1u : 0u) << 15)                         // transpose A
        | ((b_mn_major ? 1u : 0u) << 16)                         // transpose B
        | (static_cast<uint32_t>(N >> 3) << 17)                  // N >> 3
        | (static_cast<uint32_t>(M >> 4) << 24);                 // M >> 4
@@ -132,6 +135,17 @@ __device__ __forceinline__ void umma_f16_ts(uint32_t tmem_d, uint32_t tmem_a, u6
       :: "r"(tmem_d), "r"(tmem_a), "l"(desc_b), "r"(idesc), "r"(accumulate) : "memory");
 }
 
+// The weight-stationary form (PTX ISA "tcgen05.mma", .ws; cta_group::1, M = 32, 64 or 128): A and B from
+// shared memory. For M = 64 its D takes N / 2 columns of all 128 lanes: row r, column c in lane
+// r + 64 (c / (N / 2)), column c % (N / 2) ("Data path layout organization", Layout E), where the dense
+// M = 64 form leaves half of each warp's lanes unused (Layout F) and takes N columns.
+__device__ __forceinline__ void umma_f16_ws(uint32_t tmem_d, u64 desc_a, u64 desc_b, uint32_t idesc, int accumulate) {
+  asm volatile(
+      "{\n\t.reg .pred p;\n\t"
+      "setp.ne.b32 p, %4, 0;\n\t"
+      "tcgen05.mma.ws.cta_group::1.kind::f16 [%0], %1, %2, %3, p;\n\t}"
+      :: "r"(tmem_d), "l"(desc_a), "l"(desc_b), "r"(idesc), "r"(accumulate) : "memory");
+}
 // Make `bar` track completion of all prior tcgen05 async ops issued by this thread: one arrival
 // when they are done (PTX ISA "tcgen05.commit"). Same thread as umma_f16.
 __device__ __forceinline__ void umma_commit(uint64_t* bar) {
