@@ -416,14 +416,18 @@ class FlashBackward(Attention):
     dP^T into registers (tcgen05.ld), ``p`` writes P^T over ldS's registers and ``ds`` dS^T over
     ldDP's; ``stP`` stores P^T and dS^T in 16 bits (two a column) over the upper half of S^T's and
     dP^T's columns (from column ``block_m / 2`` on, as the forward's P over S), where ``dv`` and ``dk``
-    read them as their A operand and ``dq`` reads dS^T; dV and dK accumulate in tensor memory (the
-    first block overwrites) and are read back after the accumulators barrier. dQ_i (block_m x n fp32,
-    n = head_dim / parts) fills its copy's c columns of all 128 lanes: element (q, d) at lane
-    q + block_m (d / c), column d % c (``dq_lane``)."""
+    read them as their A operand, and dS^T into its shared-memory tile (the spec's ``smem``), where
+    ``dq`` reads it as its A operand MN-major (dQ's M is the queries; an A in tensor memory would have
+    them in lanes, where dS^T has its KV rows); dV and dK accumulate in tensor memory (the first block
+    overwrites) and are read back after the accumulators barrier. dQ_i (block_m x n fp32, n = head_dim
+    / parts) fills its copy's c columns of all 128 lanes: element (q, d) at lane q + block_m (d / c),
+    column d % c (at block_m = 64 the .ws MMA's layout); ``storeDQ``, a warpgroup, reads it back,
+    scaled into its fp32 shared-memory slot, the TMA reduce's source."""
 
     name = "fa-bwd"
-    targets = ("host",)                 # sm90a: fa-bwd.sm90a.j2 emits and compiles, but consumer0 spills 16 bytes
-                                        # at the program's setmaxnreg 224 (clean from 232): docs/emit.md
+    targets = ("host",)                 # Hopper; Blackwell adds sm100a (__init__). sm90a: fa-bwd.sm90a.j2 emits and
+                                        # compiles, but consumer0 spills 16 bytes at the program's setmaxnreg 224
+                                        # (clean from 232): docs/emit.md
     kinds = ("tma_load", "mma", "exp2", "scale", "convert", "tma_reduce", "tmem_load", "tmem_store")
     tolerance = 1e-2                    # P and dS are rounded to 16 bits before their MMAs, as on the device
     in_place = {"ds": "dp", "convertP": "p", "convertDS": "ds"}   # dS over dP, 16-bit P over P, dS over dS
