@@ -636,6 +636,8 @@ def test_fa_backward_b200_bad_params_are_one_line_errors(tmp_path):
         FlashBackward({"dtype": "bf16", "head_dim": 128, "block_m": 64, "block_n": 128},
                       {"s": 2, "ldS": 2, "dq": 1}).check()
     assert error.value.param == "tiles"
+    with pytest.raises(Unsupported, match="block_n = 64 in 1 parts gives 64-row tiles; the bodies keep KV row r"):
+        FlashBackward({"dtype": "bf16", "head_dim": 128, "block_m": 64, "block_n": 64}, {"s": 1, "ldS": 1, "dq": 1}).check()
     params = {"dtype": "bf16", "head_dim": 128, "block_m": 256, "block_n": 128}
     with pytest.raises(Unsupported, match="block_m = 256: dQ_i's rows are tensor-memory lanes") as error:
         FlashBackward(params, {"s": 1, "ldS": 1, "dq": 1}).check()

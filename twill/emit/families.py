@@ -455,9 +455,10 @@ class FlashBackward(Attention):
         if self.tmem and self.parts["s"] > 1:
             raise Unsupported("tiles", f"tiles = {self.parts['s']}: on Blackwell dQ reads dS^T as one shared-memory "
                                        "tile (stP's), so the KV rows are one part")
-        if self.tmem and self.rows("s") > TMEM_LANES:
+        if self.tmem and self.rows("s") != TMEM_LANES:
             raise Unsupported("block_n", f"block_n = {self.block_n} in {self.parts['s']} parts gives "
-                                         f"{self.rows('s')}-row tiles; tensor memory has {TMEM_LANES} lanes")
+                                         f"{self.rows('s')}-row tiles; the bodies keep KV row r in lane r of "
+                                         f"{TMEM_LANES} (an M = {TMEM_LANES} accumulator)")
         if self.block_m % BOX_ELEMENTS:
             raise Unsupported("block_m", f"block_m = {self.block_m} is not a multiple of {BOX_ELEMENTS}: P^T and dS^T "
                                          "rows are staged as 128-byte boxes")
