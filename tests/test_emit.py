@@ -619,6 +619,11 @@ def test_fa_backward_b200_optimum_compiles_clean_for_sm100a(tmp_path):
     source = (tmp_path / "out" / "fa_bwd_b200.cu").read_text()
     assert "umma_f16_ws(" in source and "umma_idesc_f16(64, 128, true, true, true)" in source
     assert "tma_reduce_add_4d(&tmap_dQ" in source
+    # ldS waits for S(i) and ldDP(i - 1) only: S(i)'s commit covers dP, dV and dK of block i - 1, which the
+    # role issued before it (waiting for dP(i - 1) once dP(i) is issued could not name its phase)
+    kernel = build_kernel(instance, lower(instance.loop, schedule), "sm100a", kernel_name(instance))
+    ld_s = next(sc for rc in kernel.roles for sc in rc.steps if sc.step.name == "ldS")
+    assert [(w.name, w.distance) for w in ld_s.local_waits] == [("s", 0), ("ldDP", 1)]
 
 
 def test_fa_backward_b200_bad_params_are_one_line_errors(tmp_path):

@@ -829,8 +829,8 @@ def _implied_by_commit(steps: list[StepContext]) -> None:
         committed = [w for w in sc.local_waits if w.barrier is not None]
         if committed:
             latest = min(committed, key=key)
-            sc.local_waits = [w for w in sc.local_waits if w.barrier is None or w is latest
-                              or key(w) < key(latest) or w.distance < latest.distance]
+            sc.local_waits = [w for w in sc.local_waits
+                              if w.barrier is None or w is latest or w.distance < latest.distance]
 
 
 def _count_issues_between(steps: list[StepContext]) -> None:
