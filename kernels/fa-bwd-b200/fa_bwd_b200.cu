@@ -525,7 +525,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) fa_bwd_b200(const __grid_co
           if (i >= 0 && i < trips) {
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 180256) + q % 2, ((u32)(q / 2) & 1u)); } }  // loadDO.full
             { const int q = i - 1; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 180320) + q % 1, ((u32)(q / 1) & 1u)); } }  // tc:dq>dv.full
-            if (i - 0 >= 0 && i - 0 < trips) { mbar_wait((u64*)(smem + 180400), (u32)(i - 0) & 1u); tcgen05_fence_after();  /* s completed */ }
             if (leader) {
               tcgen05_fence_after();
               const unsigned char* b_tile = (smem + 32768 + ((i - 0) % 2) * 16384);
@@ -545,7 +544,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) fa_bwd_b200(const __grid_co
           const int i = k - 1;
           if (i >= 0 && i < trips) {
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 180224) + q % 2, ((u32)(q / 2) & 1u)); } }  // loadQ.full
-            if (i - 0 >= 0 && i - 0 < trips) { mbar_wait((u64*)(smem + 180408), (u32)(i - 0) & 1u); tcgen05_fence_after();  /* dp completed */ }
             if (leader) {
               tcgen05_fence_after();
               const unsigned char* b_tile = (smem + 0 + ((i - 0) % 2) * 16384);
@@ -666,7 +664,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) fa_bwd_b200(const __grid_co
           const int i = k - 0;
           if (i >= 0 && i < trips) {
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 180296) + q % 1, ((u32)(q / 1) & 1u) ^ 1u); } }  // stP.empty
-            if (i - 1 >= 0 && i - 1 < trips) { mbar_wait((u64*)(smem + 180424), (u32)(i - 1) & 1u); tcgen05_fence_after();  /* dk completed */ }
             {  // P^T and dS^T in 16 bits (cvt.rn.bf16x2.f32, the lower query in the low half) over the upper half of S^T's and dP^T's columns
               u32 p16[32], ds16[32];
 #pragma unroll

@@ -599,7 +599,6 @@ extern "C" __global__ void __launch_bounds__(512, 1) fa_fwd_b200(const __grid_co
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 133184) + q % 1, ((u32)(q / 1) & 1u)); } }  // rescale.0.full
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 133224) + q % 1, ((u32)(q / 1) & 1u) ^ 1u); } }  // pv.0.empty
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 133360) + q % 1, ((u32)(q / 1) & 1u)); } }  // tc:qk.1>pv.0.full
-            if (i - 0 >= 0 && i - 0 < trips) { mbar_wait((u64*)(smem + 133448), (u32)(i - 0) & 1u); tcgen05_fence_after();  /* qk.0 completed */ }
             if (leader) {
               tcgen05_fence_after();
               const unsigned char* b_tile = (smem + 32768 + ((i - 0) % 1) * 32768);
@@ -819,7 +818,6 @@ extern "C" __global__ void __launch_bounds__(512, 1) fa_fwd_b200(const __grid_co
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 133200) + q % 1, ((u32)(q / 1) & 1u)); } }  // rescale.1.full
             { const int q = i - 0; if (q >= 0 && q < trips - 0) { mbar_wait((u64*)(smem + 133240) + q % 1, ((u32)(q / 1) & 1u) ^ 1u); } }  // pv.1.empty
             { const int q = i - 0; if (q >= 0 && q < trips - 1) { mbar_wait((u64*)(smem + 133344) + q % 1, ((u32)(q / 1) & 1u)); } }  // tc:qk.0>pv.1.full
-            if (i - 0 >= 0 && i - 0 < trips) { mbar_wait((u64*)(smem + 133456), (u32)(i - 0) & 1u); tcgen05_fence_after();  /* qk.1 completed */ }
             if (leader) {
               tcgen05_fence_after();
               const unsigned char* b_tile = (smem + 32768 + ((i - 0) % 1) * 32768);

@@ -817,20 +817,31 @@ def _drains(sc: StepContext) -> bool:
 
 
 def _implied_by_commit(steps: list[StepContext]) -> None:
-    """sm100a: drop the waits a later one implies. tcgen05.commit makes its barrier track every prior
-    tcgen05 operation of the issuing thread (PTX ISA "tcgen05.commit"), and the role's leader issues all
-    its MMAs, so the completion of the latest-issued MMA instance a step awaits implies that of every
-    instance issued before it, wherever that one runs (a distance no smaller). Order as below."""
+    """sm100a: drop the MMA waits the role's other waits imply (order as below). tcgen05.commit makes
+    its barrier track every prior tcgen05 operation of the issuing thread (PTX ISA "tcgen05.commit"),
+    and the role's leader issues all its MMAs, so the completion of the latest-issued MMA instance a
+    step awaits implies that of every instance issued before it, wherever that one runs (a distance no
+    smaller); and an instance that a step between its issue and this one awaited is complete already
+    (when that step surely ran: a distance no larger)."""
     index = {sc.step.name: j for j, sc in enumerate(steps)}
-    for sc in steps:
+    for x, sc in enumerate(steps):
         def key(wait: LocalWait) -> tuple[int, int]:
             w = index[wait.name]
             return sc.step.stage + wait.distance - steps[w].step.stage, -w
+
+        def awaited_before(wait: LocalWait) -> bool:
+            for y, other in enumerate(steps):
+                c = sc.step.stage + wait.distance - other.step.stage
+                for seen in other.local_waits:
+                    if (seen.name == wait.name and seen.barrier is not None and seen.distance <= wait.distance
+                            and key(wait) > (c - seen.distance, -y) > (0, -x)):
+                        return True
+            return False
         committed = [w for w in sc.local_waits if w.barrier is not None]
         if committed:
             latest = min(committed, key=key)
-            sc.local_waits = [w for w in sc.local_waits
-                              if w.barrier is None or w is latest or w.distance < latest.distance]
+            sc.local_waits = [w for w in sc.local_waits if w.barrier is None or
+                              (w is latest or w.distance < latest.distance) and not awaited_before(w)]
 
 
 def _count_issues_between(steps: list[StepContext]) -> None:
