@@ -250,8 +250,9 @@ class FlashForward(Attention):
     in tensor memory (one 128-row MMA tile per part, row r in lane r); ``ldS`` loads S into registers
     (tcgen05.ld), ``exp`` writes P over them, ``stP`` stores P in 16 bits into S's columns, from
     column ``block_n / 2`` of S on (two elements a column, as FA4's ``tmem_s_to_p_offset``), and
-    ``pv`` reads it there as its A operand; ``rescale`` multiplies O in tensor memory; after the loop
-    the role holding part p of ``rowsum`` reads O from tensor memory and stores it."""
+    ``pv`` reads it there as its A operand; ``rescale`` multiplies O in tensor memory; ``mask`` (causal)
+    writes -inf over ldS's registers; after the loop the role holding part p of ``rowsum`` reads O
+    from tensor memory and stores it."""
 
     name = "fa-fwd"
     kinds = ("tma_load", "mma", "scale", "rowmax", "exp2", "rowsum", "convert", "tmem_load", "tmem_store",
@@ -265,6 +266,8 @@ class FlashForward(Attention):
         self.causal = params["causal"]
         self.tmem = "ldS" in parts      # the Blackwell variant
         self.targets = ("sm100a", "host") if self.tmem else ("sm90a", "host")
+        if self.tmem:
+            self.in_place = {"mask": "ldS", "rescale": "pv"}   # the mask writes over the S ldS loaded
         self.boxes = self.head_dim // BOX_ELEMENTS
         tile = self.head_dim * ELEMENT_BYTES[self.dtype]
         self.resident = {"Q": Load("Q", ("0", "head", "q0", "batch"), self.boxes, self.block_m * tile)}
@@ -325,8 +328,6 @@ class FlashForward(Attention):
         super().check()
         if self.params["emulated"]:
             raise Unsupported("emulated", "the polynomial exp2 (exp_poly) has no op body yet")
-        if self.tmem and self.causal:
-            raise Unsupported("causal", "the Blackwell variant's mask of S in tensor memory has no op body yet")
         if self.tmem and self.rows("qk") > TMEM_LANES:
             raise Unsupported("block_m", f"block_m = {self.block_m} in {self.parts['qk']} parts gives "
                                          f"{self.rows('qk')}-row tiles; tensor memory has {TMEM_LANES} lanes")
