@@ -515,6 +515,26 @@ def test_causal_fa_forward_b200_masks_s_in_registers_and_compiles_clean(tmp_path
         assert "r_ldS_0[0][j] = -INFINITY" in (tmp_path / "device" / "fa_fwd_b200.cu").read_text()
 
 
+def test_fa_forward_b200_hd64_awaits_a_later_commit_where_the_next_mma_is_issued(tmp_path):
+    """The hd64 optimum on B200 (II 3138) issues QK^T of block i + 1 before PV of block i waits for
+    QK^T of block i, and before the correction of block i drains it: one completion barrier cannot
+    tell those instances apart, so PV awaits QK^T(i + 1)'s commit (complete by then in the schedule)
+    and the correction PV(i - 1)'s, issued after QK^T(i) (the first iteration: QK^T(1)'s). Twin under
+    ThreadSanitizer; sm_100a without spills or stack."""
+    instance, solved, _ = b200_program(ROOT / "tests/emit/fa-fwd-b200-hd64.schedule.yaml", {"head_dim": 64})
+    assert solved.ii == 3138
+    trips = short_trips(solved.stages)
+    result = emit_kernel(instance, solved, {}, "host", str(tmp_path / "twin"), check=True, seed=2, trips=trips)
+    assert result.ok and all(run.max_error < 2e-3 for run in result.runs), result.text()
+    if nvrtc.nvrtc_available():
+        result = emit_kernel(instance, solved, {}, "sm100a", str(tmp_path / "device"), compile_=True)
+        report = result.manifest["compile"]
+        assert result.ok, result.problems
+        assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+        source = (tmp_path / "device" / "fa_fwd_b200.cu").read_text()
+        assert source.count("(u32)(min(i + 1, trips - 1)) & 1u") == 2 and "if (i - 1 >= 0 && i - 1 < trips) mbar_wait(" in source
+
+
 @needs_nvrtc
 def test_fa_forward_b200_optimum_compiles_clean_for_sm100a(tmp_path):
     """FA4's structure on sm100a: S = Q K^T and O += P V by tcgen05.mma (P from tensor memory, V
