@@ -535,6 +535,35 @@ def test_fa_forward_b200_hd64_awaits_a_later_commit_where_the_next_mma_is_issued
         assert source.count("(u32)(min(i + 1, trips - 1)) & 1u") == 2 and "if (i - 1 >= 0 && i - 1 < trips) mbar_wait(" in source
 
 
+def test_fa_forward_b200_hd256_fits_tensor_memory_with_one_query_tile(tmp_path):
+    """Two 128-row tiles at head_dim 256 need 2 x (128 + 256) tensor-memory columns of 512: `twill emit`
+    says so before it solves, naming the parameters; one 128-row tile (FA4's hd256 kernel keeps one per
+    CTA) is optimal at II 2988 = RecMII with two copies of S and O: 512 columns. Twin under
+    ThreadSanitizer; sm_100a without spills or stack."""
+    from typer.testing import CliRunner
+    from twill.cli import app
+
+    result = CliRunner().invoke(app, ["emit", str(FA_FWD), "-m", "b200", "--set", "head_dim=256", "-o",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    assert result.stderr == ("error: --set tiles: head_dim = 256: 2 tiles of S (128 columns) and O (256) need 768 "
+                             "tensor-memory columns of 512; one 128-row tile fits (--set block_m=128 --set tiles=1)\n")
+    params = {"head_dim": 256, "block_m": 128, "tiles": 1}
+    instance, solved, _ = b200_program(ROOT / "tests/emit/fa-fwd-b200-hd256.schedule.yaml", params)
+    assert solved.ii == 2988
+    trips = short_trips(solved.stages)
+    result = emit_kernel(instance, solved, {}, "host", str(tmp_path / "twin"), check=True, seed=2, trips=trips)
+    assert result.ok and all(run.max_error < 2e-3 for run in result.runs), result.text()
+    assert [(m["name"], m["column"], m["columns"]) for m in result.manifest["tmem"]["map"]] == [
+        ("qk", 0, 256), ("pv", 256, 256)]
+    if nvrtc.nvrtc_available():
+        result = emit_kernel(instance, solved, {}, "sm100a", str(tmp_path / "device"), compile_=True)
+        report = result.manifest["compile"]
+        assert result.ok, result.problems
+        assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+        assert "tmem_base + 0 + (i % 2) * 128, umma_desc_k(" in (tmp_path / "device" / "fa_fwd_b200.cu").read_text()
+
+
 @needs_nvrtc
 def test_fa_forward_b200_optimum_compiles_clean_for_sm100a(tmp_path):
     """FA4's structure on sm100a: S = Q K^T and O += P V by tcgen05.mma (P from tensor memory, V

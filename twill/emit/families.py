@@ -35,6 +35,7 @@ from twill.sim.semantics import attention_backward
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 BOX_ELEMENTS = 64                      # 16-bit elements in one 128-byte swizzled row
 TMEM_LANES = 128                       # tensor memory: 128 lanes of 32-bit cells (PTX ISA, "Tensor Memory")
+TMEM_COLUMNS = 512                     # ... of 512 columns each (PTX ISA, "Tensor Memory")
 
 
 class Unsupported(Exception):
@@ -331,6 +332,15 @@ class FlashForward(Attention):
         if self.tmem and self.rows("qk") > TMEM_LANES:
             raise Unsupported("block_m", f"block_m = {self.block_m} in {self.parts['qk']} parts gives "
                                          f"{self.rows('qk')}-row tiles; tensor memory has {TMEM_LANES} lanes")
+        tiles = self.parts["qk"]
+        if self.tmem and tiles * (self.block_n + self.head_dim) > TMEM_COLUMNS:
+            # each tile's S (block_n fp32 columns) and O (head_dim) stay in tensor memory; FA4's head_dim 256
+            # kernel keeps one 128-row tile per CTA (flash_attn/cute/sm100_hd256_2cta_fmha_forward.py: S at
+            # column 0, O at 256)
+            raise Unsupported("tiles", f"head_dim = {self.head_dim}: {tiles} tiles of S ({self.block_n} columns) "
+                                       f"and O ({self.head_dim}) need {tiles * (self.block_n + self.head_dim)} "
+                                       f"tensor-memory columns of {TMEM_COLUMNS}; one {TMEM_LANES}-row tile fits "
+                                       f"(--set block_m={TMEM_LANES} --set tiles=1)")
 
     @property
     def arguments(self) -> tuple[Argument, ...]:

@@ -378,6 +378,14 @@ def family_of(instance: Instance) -> Any:
     return family_type(instance.params, part_counts(instance.loop))
 
 
+def check_params(family: Any) -> None:
+    """EmitError naming the parameter its op bodies cannot emit, if any (``twill emit`` checks before it solves)."""
+    try:
+        family.check()
+    except Unsupported as error:
+        raise EmitError(str(error), field=f"--set {error.param}") from None
+
+
 def build_kernel(instance: Instance, program: Program, target: str, name: str) -> Kernel:
     loop = instance.loop
     parts = part_counts(loop)
@@ -385,10 +393,7 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
     if target not in family.targets:
         raise EmitError(f"kernel family {loop.name!r} has no op bodies for {target} yet (emitted: "
                         f"{', '.join(family.targets)})", field="--target")
-    try:
-        family.check()
-    except Unsupported as error:
-        raise EmitError(str(error), field=f"--set {error.param}") from None
+    check_params(family)
     spec_ops = {op.name: op for op in instance.spec.ops}
     ops = {op.name: _spec_op(instance, spec_ops, parts, op.name) for op in loop.ops}
     for op_name, (kind, _, _, _) in ops.items():
