@@ -535,6 +535,33 @@ def test_fa_forward_b200_hd64_awaits_a_later_commit_where_the_next_mma_is_issued
         assert source.count("(u32)(min(i + 1, trips - 1)) & 1u") == 2 and "if (i - 1 >= 0 && i - 1 < trips) mbar_wait(" in source
 
 
+@pytest.mark.parametrize("durations, instance, via", [
+    ((700, 400), "min(i + 1, trips - 1)", None),            # A(i + 1), issued before X(i), is done by then
+    ((900, 400), "min(i + 1, trips - 1)", (8, "i + 0")),     # it is not; B(i), issued after A(i), is
+    ((900, 600), None, None)])                                # neither is: refused
+def test_an_sm100a_wait_after_the_next_instance_awaits_a_later_commit_done_in_time(durations, instance, via):
+    """A role issues MMAs A (offset 100, stage 0) and B (500, stage 1), then X (900, stage 1) waits for
+    A(i); II 1000, so A(i + 1) is issued before the wait and A's barrier parity cannot name A(i)."""
+    from types import SimpleNamespace
+    from twill.emit.kernel import LocalWait, StepContext, _await_completion
+    from twill.emit.program import Step
+
+    def step(op: int, stage: int, offset: int, kind: str = "mma") -> StepContext:
+        sc = StepContext(Step(op, "ABX"[op], stage, offset, (), (), ()), kind, {}, "ABX"[op], None, [], [], [])
+        sc.done_barrier = 8 * op if kind == "mma" else None
+        return sc
+
+    steps = [step(0, 0, 100), step(1, 1, 500), step(2, 1, 900, "scale")]
+    loop = SimpleNamespace(ops=[SimpleNamespace(duration=d) for d in (*durations, 1)])
+    wait = LocalWait("A", 0, [], barrier=0)
+    if instance is None:
+        with pytest.raises(EmitError, match="op 'X' waits for 'A' after its role issued the next instance"):
+            _await_completion(steps, 2, 0, 1, wait, loop, 1000)
+        return
+    _await_completion(steps, 2, 0, 1, wait, loop, 1000)
+    assert wait.instance == instance and (wait.via and wait.via[:2]) == via
+
+
 def test_fa_forward_b200_hd256_fits_tensor_memory_with_one_query_tile(tmp_path):
     """Two 128-row tiles at head_dim 256 need 2 x (128 + 256) tensor-memory columns of 512: `twill emit`
     says so before it solves, naming the parameters; one 128-row tile (FA4's hd256 kernel keeps one per
