@@ -532,7 +532,8 @@ def test_fa_forward_b200_hd64_awaits_a_later_commit_where_the_next_mma_is_issued
         assert result.ok, result.problems
         assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
         source = (tmp_path / "device" / "fa_fwd_b200.cu").read_text()
-        assert source.count("(u32)(min(i + 1, trips - 1)) & 1u") == 2 and "if (i - 1 >= 0 && i - 1 < trips) mbar_wait(" in source
+        assert source.count("(u32)(min(i + 1, trips - 1)) & 1u") == 2
+        assert "if (i - 1 >= 0 && i - 1 < trips) mbar_wait(" in source
 
 
 @pytest.mark.parametrize("durations, instance, via", [

@@ -49,7 +49,7 @@ def test_the_emitted_layout_is_what_the_model_charges(spec, machine, targets):
 
 @pytest.mark.parametrize("path, params", [
     ("tests/emit/fa-fwd-b200-causal.schedule.yaml", {"causal": True}),
-    ("tests/emit/fa-fwd-b200-hd64.schedule.yaml", {"head_dim": 64}),     # waits served by a later commit: no barrier more
+    ("tests/emit/fa-fwd-b200-hd64.schedule.yaml", {"head_dim": 64}),   # waits on later commits: no barrier more
     ("tests/emit/fa-fwd-b200-hd256.schedule.yaml", {"head_dim": 256, "block_m": 128, "tiles": 1})])
 def test_the_b200_forward_variants_layouts_are_what_the_model_charges(path, params):
     instance = load_instance(ROOT / "specs/kernels/fa-fwd.yaml", "b200", params)

@@ -825,7 +825,7 @@ def _drains(sc: StepContext) -> bool:
 
 
 def _count_issues_between(steps: list[StepContext], loop: Any, ii: int) -> None:
-    """Fill each local wait's ``after`` (and on sm100a its ``lag``). Step j of kernel iteration k - c
+    """Fill each local wait's ``after`` (sm100a: the commit it awaits). Step j of kernel iteration k - c
     runs before step j' of k - c' when (c, -j) > (c', -j'); the awaited instance is step w at back =
     stage + distance - its stage, so the issues after it and before this step (0, x) are the MMA
     steps in between."""
@@ -878,7 +878,8 @@ def _await_completion(steps: list[StepContext], x: int, w: int, back: int, wait:
     wait.instance = f"i - {wait.distance}" if not lag else f"min({iteration(lag - wait.distance)}, trips - 1)"
     if not lag or complete(w):
         return
-    later = [j for j, sc in enumerate(steps) if sc.done_barrier is not None and (latest(j), -j) < (back, -w) and complete(j)]
+    later = [j for j, sc in enumerate(steps)
+             if sc.done_barrier is not None and (latest(j), -j) < (back, -w) and complete(j)]
     if not later:
         raise EmitError(f"op {steps[x].step.name!r} waits for {wait.name!r} after its role issued the next instance "
                         "of it, and no MMA its role issued since completes before it in the schedule: sm100a's "
