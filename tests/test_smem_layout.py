@@ -47,6 +47,19 @@ def test_the_emitted_layout_is_what_the_model_charges(spec, machine, targets):
         assert not kernel.warnings
 
 
+@pytest.mark.parametrize("path, params", [
+    ("tests/emit/fa-fwd-b200-causal.schedule.yaml", {"causal": True}),
+    ("tests/emit/fa-fwd-b200-hd64.schedule.yaml", {"head_dim": 64}),   # waits on later commits: no barrier more
+    ("tests/emit/fa-fwd-b200-hd256.schedule.yaml", {"head_dim": 256, "block_m": 128, "tiles": 1})])
+def test_the_b200_forward_variants_layouts_are_what_the_model_charges(path, params):
+    instance = load_instance(ROOT / "specs/kernels/fa-fwd.yaml", "b200", params)
+    schedule = review(instance.loop, load_hand_schedule(str(ROOT / path), instance.loop)).schedule
+    assert not verify(instance.loop, schedule)
+    for target in ("host", "sm100a"):
+        kernel = build_kernel(instance, lower(instance.loop, schedule), target, kernel_name(instance))
+        assert kernel.dynamic_smem == charged(instance, schedule) <= smem_capacity(instance), target
+
+
 @pytest.mark.parametrize("spec, machine", [("fa-bwd", "b200")])
 def test_the_other_shipped_schedules_verify_with_barriers_and_slack(spec, machine):
     instance, schedule = shipped(spec, machine)
