@@ -631,6 +631,23 @@ def test_fa_backward_twin_matches_numpy_on_fa3s_schedule_under_tsan(tmp_path):
     assert all(run.ok and run.max_error < 5e-3 for run in runs), runs
 
 
+@pytest.mark.parametrize("params", [None, {"dtype": "fp16"}])
+def test_fa_backward_compiles_clean_for_sm90a_within_the_models_registers(params, tmp_path):
+    """FA3's backward: five wgmmas (S^T, dP^T SS; dV, dK RS with P^T, dS^T from registers; dQ SS from
+    the staged dS^T), exp2 on the fragments (MUFU.EX2), dQ_i added by the TMA reduce (UTMAREDG).
+    ptxas fits each consumer in the setmaxnreg the model derives, LSE_i and Delta_i counted as the
+    scratch of exp2 and dS (without it consumer0 got 224 and spilled)."""
+    instance = load_instance(FA_BWD, "h100", params)
+    hand = review(instance.loop, load_hand_schedule(str(ROOT / "specs/schedules/fa3-bwd-h100.yaml"), instance.loop))
+    assert hand.valid
+    result = emit_kernel(instance, hand.schedule, {}, "sm90a", str(tmp_path / "out"), compile_=True)
+    report = result.manifest["compile"]
+    assert result.ok, result.problems
+    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    assert all(report["sass_classes"].get(name) for name in ("UTMALDG", "HGMMA", "MUFU", "USETMAXREG", "UTMAREDG"))
+    assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in result.manifest["warpgroups"])
+
+
 def test_fa_backward_twin_of_the_solved_h100_schedule(tmp_path):
     """The solved schedule computes dS of one half on another role than its dP (over dP's slot) and
     converts it on a third: the twin follows the value through the slot, under ThreadSanitizer."""
