@@ -24,7 +24,8 @@ At a fixed II write every start ``t(v) = II*k(v) + p(v)`` with slot ``p(v)`` in 
   into the staging buffer when it crosses roles, and the holds of its same-role consumers only).
   Their least non-negative solution
   ``k*`` (longest paths, Bellman-Ford) is below every other solution. Shared (9) and tensor memory
-  (10) grow with the depths; registers (8) are the peak over the residues of the live copies
+  (10) grow with the depths; registers (8) are the peak over the residues of the live copies (plus
+  each op's scratch at its slot)
   (``floor(L/II)`` plus one over the remainder), which grow with the lifetimes at fixed slots.
 * Take any feasible schedule s, with depths ``D_s`` and lifetimes ``L_s``. The least solution for
   (roles(s), slots(s), ``D_s`` or ``L_s``) has starts <= those of s and lifetimes within the bounds,
@@ -293,6 +294,8 @@ class _Instance:
                 if roles[v] == r and allocated(op):
                     for x, n in enumerate(self.copies(v, depth, p[v])):
                         live[x] += allocated(op) * n
+                if roles[v] == r:
+                    live[p[v] % self.ii] += op.scratch  # held while it issues, on top of the live values
             need[r] = w.overhead + max(live)
         if any(x > w.max_registers for x in need.values()):
             return False
@@ -565,6 +568,21 @@ def register_loop(seed: int) -> Loop:
 def register_optimum(seed: int, span: int = 6) -> JointOptimum | None:
     """The oracle on ``register_loop(seed)`` over II in [MII, MII + span]."""
     return optimum_near_mii(register_loop(seed), span)
+
+
+def scratch_loop(seed: int) -> Loop:
+    """``register_loop(seed)`` with scratch registers on some ops (held while the op issues, on top of
+    the live values), so that where an op issues relative to the live values decides what fits."""
+    from dataclasses import replace
+    knobs = random.Random(f"scratch-joint-{seed}")
+    base = register_loop(seed)
+    return replace(base, ops=tuple(replace(op, scratch=knobs.choice((0, 8, 8, 16))) for op in base.ops))
+
+
+@functools.lru_cache(maxsize=None)
+def scratch_optimum(seed: int, span: int = 6) -> JointOptimum | None:
+    """The oracle on ``scratch_loop(seed)`` over II in [MII, MII + span]."""
+    return optimum_near_mii(scratch_loop(seed), span)
 
 
 def accumulator_loop(seed: int) -> Loop:

@@ -489,16 +489,134 @@ def test_the_b200_twin_catches_a_missing_tensor_memory_wait(step, channel, tmp_p
 
 def test_fa_forward_variants_name_their_targets(tmp_path):
     """The Blackwell variant has no wgmma bodies (S and O are in tensor memory), the Hopper variant
-    no tcgen05 ones; the mask of S in tensor memory has no body yet."""
+    no tcgen05 ones."""
     instance, _, program = b200_program()
     with pytest.raises(EmitError, match="no op bodies for sm90a"):
         build_kernel(instance, program, "sm90a", kernel_name(instance))
     _, _, hopper = fa3_program()
     with pytest.raises(EmitError, match="no op bodies for sm100a"):
         build_kernel(load_instance(FA_FWD, "h100"), hopper, "sm100a", "fa")
-    causal = load_instance(FA_FWD, "b200", {"causal": True})
-    with pytest.raises(EmitError, match="mask of S in tensor memory"):
-        build_kernel(causal, program, "host", "fa")
+
+
+def test_causal_fa_forward_b200_masks_s_in_registers_and_compiles_clean(tmp_path):
+    """The causal optimum on B200 (II 3788): each softmax warpgroup masks the S its tcgen05.ld loaded,
+    one row per thread, in place; the twin (as many query rows as keys: CTA x runs up to 2 x + 2 KV
+    blocks) matches NumPy under ThreadSanitizer, and sm_100a compiles it without spills or stack."""
+    instance, solved, _ = b200_program(ROOT / "tests/emit/fa-fwd-b200-causal.schedule.yaml", {"causal": True})
+    assert solved.ii == 3788
+    trips = short_trips(solved.stages)
+    result = emit_kernel(instance, solved, {}, "host", str(tmp_path / "twin"), check=True, seed=2, trips=trips)
+    assert result.ok and all(run.max_error < 2e-3 for run in result.runs), result.text()
+    if nvrtc.nvrtc_available():
+        result = emit_kernel(instance, solved, {}, "sm100a", str(tmp_path / "device"), compile_=True)
+        report = result.manifest["compile"]
+        assert result.ok, result.problems
+        assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+        assert "r_ldS_0[0][j] = -INFINITY" in (tmp_path / "device" / "fa_fwd_b200.cu").read_text()
+
+
+@pytest.mark.parametrize("implied", [True, False])
+def test_fa_forward_b200_hd64_waits_after_the_next_mma_is_issued(implied, tmp_path, monkeypatch):
+    """The hd64 optimum on B200 (II 3138) issues QK^T of block i + 1 before PV of block i waits for
+    QK^T of block i, and before the correction of block i drains it: one completion barrier cannot
+    tell those instances apart. Both waits are implied (``_implied_by_commit``): ldS(i), which runs
+    between QK^T(i)'s issue and either, waited for QK^T(i) itself; what is left is ldS's wait for
+    QK^T(i) (its latest, so PV(i - 2) goes) and the correction's for PV(i - 1). Without that pass
+    (``implied`` False) the two await later commits instead (``_await_completion``): PV awaits
+    QK^T(i + 1)'s commit (complete by then in the schedule) and the correction PV(i - 1)'s, issued
+    after QK^T(i) (the first iteration: QK^T(1)'s). Twin under ThreadSanitizer; sm_100a without
+    spills or stack."""
+    import twill.emit.kernel as kernel_module
+
+    if not implied:
+        monkeypatch.setattr(kernel_module, "_implied_by_commit", lambda steps: None)
+    instance, solved, program = b200_program(ROOT / "tests/emit/fa-fwd-b200-hd64.schedule.yaml", {"head_dim": 64})
+    assert solved.ii == 3138
+    kernel = build_kernel(instance, program, "sm100a", kernel_name(instance))
+    waits = {sc.step.name: [(w.name, w.distance, w.instance, w.via and w.via[1]) for w in sc.local_waits]
+             for rc in kernel.roles for sc in rc.steps if sc.step.name in ("rescale.0", "ldS.0", "pv.0")}
+    if implied:
+        assert waits == {"rescale.0": [("ldS.0", 0, "", None), ("pv.0", 1, "i - 1", None)],
+                         "ldS.0": [("qk.0", 0, "i - 0", None)], "pv.0": []}
+    else:
+        assert waits == {"rescale.0": [("qk.0", 0, "min(i + 1, trips - 1)", "i - 1"), ("ldS.0", 0, "", None),
+                                       ("pv.0", 1, "i - 1", None)],
+                         "ldS.0": [("qk.0", 0, "i - 0", None), ("pv.0", 2, "i - 2", None)],
+                         "pv.0": [("qk.0", 0, "min(i + 1, trips - 1)", None)]}
+    if implied:     # the twin has no completion barriers: the same either way
+        trips = short_trips(solved.stages)
+        result = emit_kernel(instance, solved, {}, "host", str(tmp_path / "twin"), check=True, seed=2, trips=trips)
+        assert result.ok and all(run.max_error < 2e-3 for run in result.runs), result.text()
+    if nvrtc.nvrtc_available():
+        result = emit_kernel(instance, solved, {}, "sm100a", str(tmp_path / "device"), compile_=True)
+        report = result.manifest["compile"]
+        assert result.ok, result.problems
+        assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+        source = (tmp_path / "device" / "fa_fwd_b200.cu").read_text()
+        assert source.count("(u32)(min(i + 1, trips - 1)) & 1u") == (0 if implied else 2)
+        assert ("if (i - 1 >= 0 && i - 1 < trips) mbar_wait(" in source) is not implied
+
+
+@pytest.mark.parametrize("durations, instance, via", [
+    ((700, 400), "min(i + 1, trips - 1)", None),            # A(i + 1), issued before X(i), is done by then
+    ((900, 400), "min(i + 1, trips - 1)", (8, "i + 0")),     # it is not; B(i), issued after A(i), is
+    ((900, 600), None, None)])                                # neither is: refused
+def test_an_sm100a_wait_after_the_next_instance_awaits_a_later_commit_done_in_time(durations, instance, via):
+    """A role issues MMAs A (offset 100, stage 0) and B (500, stage 1), then X (900, stage 1) waits for
+    A(i); II 1000, so A(i + 1) is issued before the wait and A's barrier parity cannot name A(i)."""
+    from types import SimpleNamespace
+    from twill.emit.kernel import LocalWait, StepContext, _await_completion
+    from twill.emit.program import Step
+
+    def step(op: int, stage: int, offset: int, kind: str = "mma") -> StepContext:
+        sc = StepContext(Step(op, "ABX"[op], stage, offset, (), (), ()), kind, {}, "ABX"[op], None, [], [], [])
+        sc.done_barrier = 8 * op if kind == "mma" else None
+        return sc
+
+    steps = [step(0, 0, 100), step(1, 1, 500), step(2, 1, 900, "scale")]
+    loop = SimpleNamespace(ops=[SimpleNamespace(duration=d) for d in (*durations, 1)])
+    wait = LocalWait("A", 0, [], barrier=0)
+    if instance is None:
+        with pytest.raises(EmitError, match="op 'X' waits for 'A' after its role issued the next instance"):
+            _await_completion(steps, 2, 0, 1, wait, loop, 1000)
+        return
+    _await_completion(steps, 2, 0, 1, wait, loop, 1000)
+    assert wait.instance == instance and (wait.via and wait.via[:2]) == via
+
+
+def test_fa_forward_b200_hd256_fits_tensor_memory_with_one_query_tile(tmp_path):
+    """Two 128-row tiles at head_dim 256 need 2 x (128 + 256) tensor-memory columns of 512: `twill emit`
+    says so before it solves, naming the parameters; one 128-row tile (FA4's hd256 kernel keeps one per
+    CTA) is optimal at II 2988 = RecMII with two copies of S and O: 512 columns. Twin under
+    ThreadSanitizer; sm_100a without spills or stack."""
+    from typer.testing import CliRunner
+    from twill.cli import app
+
+    result = CliRunner().invoke(app, ["emit", str(FA_FWD), "-m", "b200", "--set", "head_dim=256", "-o",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    assert result.stderr == ("error: --set tiles: head_dim = 256: 2 tiles of S (128 columns) and O (256) need 768 "
+                             "tensor-memory columns of 512; one 128-row tile fits (--set block_m=128 --set tiles=1)\n")
+    params = {"head_dim": 256, "block_m": 128, "tiles": 1}
+    instance, solved, _ = b200_program(ROOT / "tests/emit/fa-fwd-b200-hd256.schedule.yaml", params)
+    assert solved.ii == 2988
+    trips = short_trips(solved.stages)
+    result = emit_kernel(instance, solved, {}, "host", str(tmp_path / "twin"), check=True, seed=2, trips=trips)
+    assert result.ok and all(run.max_error < 2e-3 for run in result.runs), result.text()
+    assert [(m["name"], m["column"], m["columns"]) for m in result.manifest["tmem"]["map"]] == [
+        ("qk", 0, 256), ("pv", 256, 256)]
+    if nvrtc.nvrtc_available():
+        result = emit_kernel(instance, solved, {}, "sm100a", str(tmp_path / "device"), compile_=True)
+        report = result.manifest["compile"]
+        assert result.ok, result.problems
+        assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+        source = (tmp_path / "device" / "fa_fwd_b200.cu").read_text()
+        assert "tmem_base + 0 + (i % 2) * 128, umma_desc_k(" in source
+        # the correction waits for QK^T(i) after QK^T(i + 1) is issued, with nothing earlier implying it: it
+        # awaits PV(i - 1)'s commit (QK^T's latest in the first iteration); PV's own wait for QK^T(i) is implied
+        # by that one (_implied_by_commit first, then _await_completion for what is left)
+        assert source.count("(u32)(min(i + 1, trips - 1)) & 1u") == 1
+        assert source.count("if (i - 1 >= 0 && i - 1 < trips) mbar_wait(") == 1
 
 
 @needs_nvrtc
@@ -540,6 +658,23 @@ def test_fa_backward_twin_matches_numpy_on_fa3s_schedule_under_tsan(tmp_path):
     assert all(run.ok and run.max_error < 5e-3 for run in runs), runs
 
 
+@pytest.mark.parametrize("params", [None, {"dtype": "fp16"}])
+def test_fa_backward_compiles_clean_for_sm90a_within_the_models_registers(params, tmp_path):
+    """FA3's backward: five wgmmas (S^T, dP^T SS; dV, dK RS with P^T, dS^T from registers; dQ SS from
+    the staged dS^T), exp2 on the fragments (MUFU.EX2), dQ_i added by the TMA reduce (UTMAREDG).
+    ptxas fits each consumer in the setmaxnreg the model derives, LSE_i and Delta_i counted as the
+    scratch of exp2 and dS (without it consumer0 got 224 and spilled)."""
+    instance = load_instance(FA_BWD, "h100", params)
+    hand = review(instance.loop, load_hand_schedule(str(ROOT / "specs/schedules/fa3-bwd-h100.yaml"), instance.loop))
+    assert hand.valid
+    result = emit_kernel(instance, hand.schedule, {}, "sm90a", str(tmp_path / "out"), compile_=True)
+    report = result.manifest["compile"]
+    assert result.ok, result.problems
+    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    assert all(report["sass_classes"].get(name) for name in ("UTMALDG", "HGMMA", "MUFU", "USETMAXREG", "UTMAREDG"))
+    assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in result.manifest["warpgroups"])
+
+
 def test_fa_backward_twin_of_the_solved_h100_schedule(tmp_path):
     """The solved schedule computes dS of one half on another role than its dP (over dP's slot) and
     converts it on a third: the twin follows the value through the slot, under ThreadSanitizer."""
@@ -560,7 +695,8 @@ def test_fa_backward_bad_params_are_one_line_errors(tmp_path):
     schedule = str(ROOT / "specs/schedules/fa3-bwd-h100.yaml")
     for args, message in ((["--target", "host", "--set", "block_m=32"], "error: --set block_m: block_m = 32 is not a "
                                                                          "multiple of 64"),
-                          ([], "error: --target: kernel family 'fa-bwd' has no op bodies for sm90a yet")):
+                          (["--target", "sm100a"], "error: --target: kernel family 'fa-bwd' has no op bodies for "
+                                                   "sm100a yet (emitted: host, sm90a)")):   # Hopper's ops
         result = CliRunner().invoke(app, ["emit", str(FA_BWD), schedule, "-o", str(tmp_path / "out"), *args])
         assert result.exit_code == 2 and result.stderr.startswith(message), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

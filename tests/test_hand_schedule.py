@@ -360,11 +360,12 @@ def test_fa3_backward_schedule_is_valid_with_dq_staged_out_of_registers():
     assert claims[("depth", "loadQ")].derived == 3
     # dQ frees its 32 registers once copied into the writer warp's staging buffer (rule 8), not when the
     # TMA reduce-add completes; consumer1 issues dQ before its dV completes, so dQ is live with S/P and
-    # dP/dS: 248 there, not 240.
+    # dP/dS: 248 there, not 240. consumer0's peak is at its exp2 and dS, which read LSE_i and Delta_i
+    # at 16 columns each (scratch): 232, where ptxas compiles the emitted kernel without a spill.
     from twill.model.joint import layout
 
     need = {role.id: role.registers for role in layout(r.loop, r.schedule).roles}
-    assert [need[r.hand.role_names.index(name)] for name in ("consumer0", "consumer1")] == [216, 248]
+    assert [need[r.hand.role_names.index(name)] for name in ("consumer0", "consumer1")] == [232, 248]
 
 
 def test_fa4_schedule_is_valid_and_fills_tensor_memory():

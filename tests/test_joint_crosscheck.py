@@ -18,7 +18,7 @@ import yaml
 
 from joint_oracle import (_Instance, accumulator_loop, accumulator_optimum, canonical_roles, feasible_at, joint_oracle,
                           optimum_at, overwrite_loop, overwrite_optimum, register_loop, register_optimum,
-                          stage_bound as oracle_stage_bound, staging_loop, staging_optimum, tiny_loop, tiny_optimum)
+                          scratch_loop, scratch_optimum, stage_bound as oracle_stage_bound, staging_loop, staging_optimum, tiny_loop, tiny_optimum)
 from oracle import oracle as pure_oracle
 from twill.model.generate import loop_to_spec, random_joint_loop, random_loop
 from twill.model.joint import crossing_register_values, depth, layout, lifetime, max_roles, register_lifetime
@@ -41,6 +41,7 @@ REGISTER_SEEDS = range(40)    # register-heavy tiny loops (joint_oracle.register
 ACCUMULATOR_SEEDS = range(30)  # tiny loops with an accumulator (joint_oracle.accumulator_loop)
 OVERWRITE_SEEDS = [s for s in range(40) if any(o.overwrites is not None for o in overwrite_loop(s).ops)]
 STAGING_SEEDS = range(40)      # a register value read on another role (joint_oracle.staging_loop)
+SCRATCH_SEEDS = range(30)      # ops holding scratch registers while they issue (joint_oracle.scratch_loop)
 MEDIUM_SEEDS = range(1, 8)    # 5-7 ops: CP-SAT against Z3 only
 SECONDS = 30.0                # deterministic seconds per query: far above what these need
 
@@ -61,14 +62,16 @@ def check_outcome(loop: Loop, outcome, objective: str) -> None:
 
 FAMILIES = {"tiny": (tiny_loop, tiny_optimum), "registers": (register_loop, register_optimum),
             "accumulators": (accumulator_loop, accumulator_optimum),
-            "overwrites": (overwrite_loop, overwrite_optimum), "staging": (staging_loop, staging_optimum)}
+            "overwrites": (overwrite_loop, overwrite_optimum), "staging": (staging_loop, staging_optimum),
+            "scratch": (scratch_loop, scratch_optimum)}
 
 
 @pytest.mark.parametrize("family, seed", [("tiny", s) for s in AGREEMENT_SEEDS]
                          + [("registers", s) for s in REGISTER_SEEDS]
                          + [("accumulators", s) for s in ACCUMULATOR_SEEDS]
                          + [("overwrites", s) for s in OVERWRITE_SEEDS]
-                         + [("staging", s) for s in STAGING_SEEDS])
+                         + [("staging", s) for s in STAGING_SEEDS]
+                         + [("scratch", s) for s in SCRATCH_SEEDS])
 @pytest.mark.parametrize("name", ["cpsat", "z3"])
 def test_backend_agrees_with_oracle(name, family, seed):
     make, optimum = FAMILIES[family]
@@ -265,6 +268,22 @@ def test_register_family_has_peaks_below_the_ring_sum():
         below += any(loop.warps.overhead + sum(loop.ops[v].registers * depth(loop, s, v) for v in role.ops)
                      > role.registers for role in layout(loop, s).roles)
     assert below >= 3, below
+
+
+def test_scratch_family_binds():
+    """Scratch registers change the answer: some loops lose every II in the span, one a smaller II,
+    and an optimum's roles need more than their live values alone (the scratch is counted)."""
+    lost, slower, counted = 0, 0, 0
+    for seed in SCRATCH_SEEDS:
+        best, plain = scratch_optimum(seed, SPAN), register_optimum(seed, SPAN)
+        lost += best is None and plain is not None
+        slower += best is not None and plain is not None and best.ii > plain.ii
+        if best is not None:
+            loop = scratch_loop(seed)
+            without = replace(loop, ops=tuple(replace(op, scratch=0) for op in loop.ops))
+            counted += any(a.registers > b.registers for a, b in zip(layout(loop, best.schedule).roles,
+                                                                    layout(without, best.schedule).roles))
+    assert lost >= 3 and slower >= 1 and counted >= 3, (lost, slower, counted)
 
 
 def test_staging_family_frees_registers_at_the_staging_copy():

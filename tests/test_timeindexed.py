@@ -151,6 +151,19 @@ def test_live_register_copies_bound_the_ii(tmp_path):
         (2, None, "optimal"), (2, 6, "unsat"), (3, None, "optimal"), (3, 6, "sat")]
 
 
+def test_scratch_registers_at_the_issue_bound_the_ii(tmp_path):
+    """B needs 40 scratch registers while it issues: at II 3 both copies of A (200) are live at
+    every cycle, 256 > 255 with the overhead, so the encoding and CP-SAT both move to the same larger
+    II, each verified."""
+    loop = spec(tmp_path, REGISTERS.replace("{name: B, unit: alu, latency: 1, warps: 4}",
+                                            "{name: B, unit: alu, latency: 1, warps: 4, scratch: 40}"))
+    result = search_time_indexed(loop, SECONDS, DETERMINISTIC)
+    ours = search(loop, make_backend("cpsat", DETERMINISTIC), SECONDS, DETERMINISTIC)
+    assert result.status == "found" and ours.status == "optimal"
+    assert result.ii == ours.schedule.ii > 3
+    assert verify(result.normalized.loop, result.schedule) == []
+
+
 PRODUCER = """
 name: producer
 machine: MACHINE

@@ -94,9 +94,11 @@ def emit_json(data: dict, target: str) -> None:
 
 def load_scheduled(spec: str, schedule_file: Optional[str], machine: Optional[str], settings: Optional[list[str]],
                    subtile: Optional[int], cross_role: Optional[bool], max_warps: Optional[int],
-                   backend: str, time_limit: float, deterministic: bool):
+                   backend: str, time_limit: float, deterministic: bool, precheck=None):
     """(instance, schedule, proof) for lower, simulate and emit: the schedule file's (checked by the
     verifier), or a solve's; ``proof`` says where the schedule came from and what is proven of its II.
+    ``precheck(instance)`` may raise a SpecError before anything is solved (emit: parameters its op
+    bodies cannot emit).
 
     Exits 2 on bad input and 1 when there is no valid schedule."""
     from twill.model.hand_schedule import load_hand_schedule, read_header
@@ -112,6 +114,8 @@ def load_scheduled(spec: str, schedule_file: Optional[str], machine: Optional[st
         if not loop.joint:
             raise SpecError("needs a machine with warps (roles, barriers): pass --machine h100 or b200",
                             file=spec, field="machine")
+        if precheck is not None:
+            precheck(instance)
         hand = load_hand_schedule(schedule_file, loop) if schedule_file else None
     except SpecError as error:
         fail(error)
@@ -340,16 +344,26 @@ def emit_command(spec: str = typer.Argument(..., help="Loop spec (YAML)."),
     """Emit the kernel: source, manifest.json and a launcher in DIR; optionally compile it (device
     targets) or check its CPU twin against NumPy (host). Exit 1 when compile or check fails."""
     from twill.emit.driver import emit_kernel
+    from twill.emit.kernel import check_params, family_of
+
+    def in_spec(error: SpecError) -> SpecError:
+        if error.file is None and not error.field.startswith("-"):
+            error.file = spec  # what the spec asks for (its name, ops, sizes) cannot be emitted
+        return error
+
+    def precheck(instance) -> None:  # before a solve: the family and the parameters its op bodies cover
+        try:
+            check_params(family_of(instance))
+        except SpecError as error:
+            raise in_spec(error) from None
 
     instance, schedule, proof = load_scheduled(spec, schedule_file, machine, settings, subtile, cross_role,
-                                               max_warps, backend, time_limit, deterministic)
+                                               max_warps, backend, time_limit, deterministic, precheck)
     try:
         result = emit_kernel(instance, schedule, proof, target, out, compile_=compile_, check=check,
                              sanitize=sanitize, seed=seed)
     except SpecError as error:
-        if error.file is None and not error.field.startswith("-"):
-            error.file = spec  # what the spec asks for (its name, ops, sizes) cannot be emitted
-        fail(error)
+        fail(in_spec(error))
     if json_out is not None:
         emit_json(result.json(), json_out)
     if json_out != "-":

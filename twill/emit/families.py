@@ -35,6 +35,7 @@ from twill.sim.semantics import attention_backward
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 BOX_ELEMENTS = 64                      # 16-bit elements in one 128-byte swizzled row
 TMEM_LANES = 128                       # tensor memory: 128 lanes of 32-bit cells (PTX ISA, "Tensor Memory")
+TMEM_COLUMNS = 512                     # ... of 512 columns each (PTX ISA, "Tensor Memory")
 
 
 class Unsupported(Exception):
@@ -250,8 +251,9 @@ class FlashForward(Attention):
     in tensor memory (one 128-row MMA tile per part, row r in lane r); ``ldS`` loads S into registers
     (tcgen05.ld), ``exp`` writes P over them, ``stP`` stores P in 16 bits into S's columns, from
     column ``block_n / 2`` of S on (two elements a column, as FA4's ``tmem_s_to_p_offset``), and
-    ``pv`` reads it there as its A operand; ``rescale`` multiplies O in tensor memory; after the loop
-    the role holding part p of ``rowsum`` reads O from tensor memory and stores it."""
+    ``pv`` reads it there as its A operand; ``rescale`` multiplies O in tensor memory; ``mask`` (causal)
+    writes -inf over ldS's registers; after the loop the role holding part p of ``rowsum`` reads O
+    from tensor memory and stores it."""
 
     name = "fa-fwd"
     kinds = ("tma_load", "mma", "scale", "rowmax", "exp2", "rowsum", "convert", "tmem_load", "tmem_store",
@@ -265,6 +267,8 @@ class FlashForward(Attention):
         self.causal = params["causal"]
         self.tmem = "ldS" in parts      # the Blackwell variant
         self.targets = ("sm100a", "host") if self.tmem else ("sm90a", "host")
+        if self.tmem:
+            self.in_place = {"mask": "ldS", "rescale": "pv"}   # the mask writes over the S ldS loaded
         self.boxes = self.head_dim // BOX_ELEMENTS
         tile = self.head_dim * ELEMENT_BYTES[self.dtype]
         self.resident = {"Q": Load("Q", ("0", "head", "q0", "batch"), self.boxes, self.block_m * tile)}
@@ -325,11 +329,18 @@ class FlashForward(Attention):
         super().check()
         if self.params["emulated"]:
             raise Unsupported("emulated", "the polynomial exp2 (exp_poly) has no op body yet")
-        if self.tmem and self.causal:
-            raise Unsupported("causal", "the Blackwell variant's mask of S in tensor memory has no op body yet")
         if self.tmem and self.rows("qk") > TMEM_LANES:
             raise Unsupported("block_m", f"block_m = {self.block_m} in {self.parts['qk']} parts gives "
                                          f"{self.rows('qk')}-row tiles; tensor memory has {TMEM_LANES} lanes")
+        tiles = self.parts["qk"]
+        if self.tmem and tiles * (self.block_n + self.head_dim) > TMEM_COLUMNS:
+            # each tile's S (block_n fp32 columns) and O (head_dim) stay in tensor memory; FA4's head_dim 256
+            # kernel keeps one 128-row tile per CTA (flash_attn/cute/sm100_hd256_2cta_fmha_forward.py: S at
+            # column 0, O at 256)
+            raise Unsupported("tiles", f"head_dim = {self.head_dim}: {tiles} tiles of S ({self.block_n} columns) "
+                                       f"and O ({self.head_dim}) need {tiles * (self.block_n + self.head_dim)} "
+                                       f"tensor-memory columns of {TMEM_COLUMNS}; one {TMEM_LANES}-row tile fits "
+                                       f"(--set block_m={TMEM_LANES} --set tiles=1)")
 
     @property
     def arguments(self) -> tuple[Argument, ...]:
@@ -425,9 +436,8 @@ class FlashBackward(Attention):
     scaled into its fp32 shared-memory slot, the TMA reduce's source."""
 
     name = "fa-bwd"
-    targets = ("host",)                 # Hopper; Blackwell adds sm100a (__init__). sm90a: fa-bwd.sm90a.j2 emits and
-                                        # compiles, but consumer0 spills 16 bytes at the program's setmaxnreg 224
-                                        # (clean from 232): docs/emit.md
+    targets = ("host", "sm90a", "sm100a")   # all it has bodies for; __init__ narrows to the variant's: Hopper
+                                            # (host, sm90a: fa-bwd.sm90a.j2), Blackwell (sm100a, host)
     kinds = ("tma_load", "mma", "exp2", "scale", "convert", "tma_reduce", "tmem_load", "tmem_store")
     tolerance = 1e-2                    # P and dS are rounded to 16 bits before their MMAs, as on the device
     in_place = {"ds": "dp", "convertP": "p", "convertDS": "ds"}   # dS over dP, 16-bit P over P, dS over dS
@@ -442,8 +452,8 @@ class FlashBackward(Attention):
         self.constants = {"D": self.head_dim}
         self.initial = {"dv": "0.0f", "dk": "0.0f"}
         self.tmem = "ldS" in parts      # the Blackwell variant
+        self.targets = ("sm100a", "host") if self.tmem else ("host", "sm90a")
         if self.tmem:
-            self.targets = ("sm100a", "host")
             self.in_place = {"ds": "ldDP"}   # dS^T over the registers ldDP filled
         self.p_offset = self.block_m // 2    # P^T (dS^T) in 16 bits from this column of S^T's (dP^T's) on
 

@@ -136,6 +136,10 @@ class LocalWait:
     barrier: int | None = None            # sm100a, an awaited MMA: its completion barrier (one commit an instance)
     fixed: int = 0                        # the issues of ``after`` that always count where the wait runs
     varying: list[tuple[int, int]] = field(default_factory=list)   # the others, counted at run time
+    instance: str = ""                    # sm100a: C expression of the instance of ``barrier`` awaited (kernel.py,
+                                          # _await_completion)
+    via: tuple[int, str, str] | None = None   # sm100a: (barrier, instance, guard) of another MMA of the role awaited
+                                              # instead where the guard holds
 
     @property
     def count(self) -> str:
@@ -323,6 +327,12 @@ class Kernel:
         """Copies of value ``name`` in tensor memory (the program's ``Value.depth``)."""
         return next(value.depth for value in self.program.values if self.program.loop.ops[value.op].name == name)
 
+    def tmem_copy(self, name: str) -> str:
+        """C offset, from value ``name``'s first column, of the copy that loop iteration ``i`` uses (empty
+        where there is one copy)."""
+        depth = self.tmem_depth(name)
+        return f" + (i % {depth}) * {self.tmem_slot_columns(name)}" if depth > 1 else ""
+
     @property
     def threads(self) -> int:
         return 128 * len(self.warpgroups)
@@ -369,6 +379,14 @@ def family_of(instance: Instance) -> Any:
     return family_type(instance.params, part_counts(instance.loop))
 
 
+def check_params(family: Any) -> None:
+    """EmitError naming the parameter its op bodies cannot emit, if any (``twill emit`` checks before it solves)."""
+    try:
+        family.check()
+    except Unsupported as error:
+        raise EmitError(str(error), field=f"--set {error.param}") from None
+
+
 def build_kernel(instance: Instance, program: Program, target: str, name: str) -> Kernel:
     loop = instance.loop
     parts = part_counts(loop)
@@ -376,10 +394,7 @@ def build_kernel(instance: Instance, program: Program, target: str, name: str) -
     if target not in family.targets:
         raise EmitError(f"kernel family {loop.name!r} has no op bodies for {target} yet (emitted: "
                         f"{', '.join(family.targets)})", field="--target")
-    try:
-        family.check()
-    except Unsupported as error:
-        raise EmitError(str(error), field=f"--set {error.param}") from None
+    check_params(family)
     spec_ops = {op.name: op for op in instance.spec.ops}
     ops = {op.name: _spec_op(instance, spec_ops, parts, op.name) for op in loop.ops}
     for op_name, (kind, _, _, _) in ops.items():
@@ -648,7 +663,7 @@ class _Layout:
             slots = {ring.channel.id: ring.slots for ring in self.rings}
             for op in deferrable(self.program, role, commits, held, slots):
                 steps[op].deferred = True
-        _count_issues_between(contexts)
+        _count_issues_between(contexts, self.loop, self.program.schedule.ii)
         accumulators = [c for c in contexts
                         if c.kind == "mma" and c.tmem_column is None and self.loop.ops[c.step.op].accumulator]
         return RoleContext(role, first_warp, contexts, accumulators, unroll=unroll, storages=storages,
@@ -844,10 +859,14 @@ def _implied_by_commit(steps: list[StepContext]) -> None:
                               (w is latest or w.distance < latest.distance) and not awaited_before(w)]
 
 
-def _count_issues_between(steps: list[StepContext]) -> None:
-    """Fill each local wait's ``after``. Step j of kernel iteration k - c runs before step j' of
-    k - c' when (c, -j) > (c', -j'); the awaited instance is step w at back = stage + distance -
-    its stage, so the issues after it and before this step (0, x) are the MMA steps in between."""
+def _count_issues_between(steps: list[StepContext], loop: Any, ii: int) -> None:
+    """Fill each local wait's ``after`` (sm100a: the commit it awaits). Step j of kernel iteration k - c
+    runs before step j' of k - c' when (c, -j) > (c', -j'); the awaited instance is step w at back =
+    stage + distance - its stage, so the issues after it and before this step (0, x) are the MMA
+    steps in between. On sm100a the waits other waits imply go first (_implied_by_commit, on the
+    instances as awaited, each one surely complete once its implier passed), then a remaining wait
+    whose op issued its next instance since awaits a later commit (_await_completion), which also
+    covers the instance it stands for, and so every wait dropped on its account."""
     _implied_by_commit(steps)
     index = {sc.step.name: j for j, sc in enumerate(steps)}
     for x, sc in enumerate(steps):
@@ -872,11 +891,41 @@ def _count_issues_between(steps: list[StepContext]) -> None:
                      if steps[j].kind == "mma" and last > (c, -j) > (0, -x)]
             wait.fixed = sum(runs(c, j) for c, j in later)
             wait.varying = [(c, steps[j].step.stage) for c, j in later if not runs(c, j)]
-            if wait.barrier is not None and back >= 1 and (back - 1, -w) > (0, -x):
-                # the completion barrier completes once an instance: parity (q & 1) names instance q only
-                # while the next instance has not been issued
-                raise EmitError(f"op {sc.step.name!r} waits for {wait.name!r} after its role issued the next "
-                                f"instance of it: sm100a's completion barrier cannot tell the two apart", field="roles")
+            if wait.barrier is not None:
+                _await_completion(steps, x, w, back, wait, loop, ii)
+
+
+def _await_completion(steps: list[StepContext], x: int, w: int, back: int, wait: LocalWait, loop: Any,
+                      ii: int) -> None:
+    """sm100a: which commit step x awaits for step w's instance of kernel iteration k - back. Each MMA
+    instance commits to its op's barrier, whose parity (q & 1) names q only while q + 1 is not issued.
+    Once it is, any later MMA instance of the role serves: its commit tracks every earlier tcgen05
+    operation of the issuing thread (PTX ISA, "tcgen05.commit"), q's included. Preferred: the op's
+    own latest instance, else another MMA's latest (a blocking edge's drain), where the schedule has it
+    complete by the time step x issues; that one is awaited where it was issued (its guard), the op's
+    latest (the loop's last, at the end) elsewhere, which only the first and last iterations see."""
+    def latest(j: int) -> int:          # kernel iterations back of step j's last issue before step x
+        return 0 if j < x else 1
+
+    def complete(j: int) -> bool:       # ... by the time step x issues, as the schedule has it
+        return steps[j].step.offset - latest(j) * ii + loop.ops[steps[j].step.op].duration <= steps[x].step.offset
+
+    def iteration(ahead: int) -> str:   # loop iteration i + ahead, as C
+        return f"i {'+' if ahead >= 0 else '-'} {abs(ahead)}"
+
+    lag = back - latest(w)
+    wait.instance = f"i - {wait.distance}" if not lag else f"min({iteration(lag - wait.distance)}, trips - 1)"
+    if not lag or complete(w):
+        return
+    later = [j for j, sc in enumerate(steps)
+             if sc.done_barrier is not None and (latest(j), -j) < (back, -w) and complete(j)]
+    if not later:
+        raise EmitError(f"op {steps[x].step.name!r} waits for {wait.name!r} after its role issued the next instance "
+                        "of it, and no MMA its role issued since completes before it in the schedule: sm100a's "
+                        "completion barrier cannot tell the instances apart", field="roles")
+    j = later[0]
+    instance = iteration(steps[x].step.stage - latest(j) - steps[j].step.stage)
+    wait.via = (steps[j].done_barrier, instance, f"{instance} >= 0 && {instance} < trips")
 
 
 def smem_capacity(instance: Instance) -> int:

@@ -154,7 +154,7 @@ def loop_to_spec(loop: Loop) -> dict[str, Any]:
                                      for r in table]
         if loop.joint:
             for field, default in (("issue_cycles", None), ("warps", 1), ("variable_latency", False),
-                                   ("registers", 0), ("smem", 0), ("tmem", 0), ("depth", None)):
+                                   ("registers", 0), ("smem", 0), ("tmem", 0), ("depth", None), ("scratch", 0)):
                 if getattr(op, field) != default:
                     entry["issue" if field == "issue_cycles" else field] = getattr(op, field)
             if op.overwrites is not None:
@@ -215,6 +215,7 @@ def random_joint_loop(n_ops: int, seed: int, *,
                       p_blocking: float = 0.15,
                       p_named: float = 0.3,
                       p_release: float = 0.0,
+                      p_scratch: float = 0.0,
                       cross_role: bool | None = None,
                       p_ban: float = 0.2,
                       max_warps: int | None = None,
@@ -235,7 +236,8 @@ def random_joint_loop(n_ops: int, seed: int, *,
     (multiples of 32 columns up to ``max_tmem``), and for a value a fixed ring depth
     (``p_depth``, ``1..max_depth``). Per edge: blocking (``p_blocking``) and a named barrier
     (``p_named``), and, between ops sharing a unit, ``release: issue`` (``p_release``, drawn from a
-    separate stream so other draws do not change). ``cross_role`` None bans cross-role register values with probability ``p_ban``.
+    separate stream so other draws do not change). Per op, scratch registers while it issues
+    (``p_scratch``, multiples of 8 up to ``max_registers``, a separate stream too). ``cross_role`` None bans cross-role register values with probability ``p_ban``.
 
     ``warps`` fixes the machine; by default ``random_warps`` draws one whose register, shared and
     tensor memory capacities are ``tightness`` times a random fraction of the loop's footprints
@@ -261,6 +263,9 @@ def random_joint_loop(n_ops: int, seed: int, *,
                       registers, smem, tmem, depth))
     edges = tuple(replace(e, blocking=rng.random() < p_blocking,
                           barrier="named" if rng.random() < p_named else "mbarrier") for e in base.edges)
+    scratches = random.Random(f"scratch-{n_ops}-{seed}")
+    ops = [replace(op, scratch=_quantum(scratches, p_scratch, max_registers, REGISTER_QUANTUM)) if p_scratch else op
+           for op in ops]
     releases = random.Random(f"release-{n_ops}-{seed}")
     edges = tuple(replace(e, release="issue") if ops[e.src].shares_unit(ops[e.dst]) and releases.random() < p_release
                   else e for e in edges)
@@ -291,7 +296,7 @@ def random_warps(rng: random.Random, ops: list[Op] | tuple[Op, ...], edges: tupl
     overhead = rng.choice((0, 8))
     regs = [op.own_registers * d for op, d in zip(ops, least)]
     producer = sum(r for r, op in zip(regs, ops) if op.variable_latency)  # all on one role
-    largest = overhead + max(regs + [producer])
+    largest = overhead + max([r + op.scratch for r, op in zip(regs, ops)] + [producer])
     total = overhead + sum(regs)
     per_thread = min(255, max(largest, _round(tightness * rng.uniform(0.75, 1.5) * total, REGISTER_QUANTUM)))
     per_thread = max(per_thread, REGISTER_QUANTUM)

@@ -173,12 +173,19 @@ def live_copies(loop: Loop, schedule: Schedule, op: int, residue: int) -> int:
 
 
 def register_peak(loop: Loop, schedule: Schedule, ops: list[int]) -> int:
-    """The most registers per thread the register values of ``ops`` hold at once, over the modulo
-    timeline. Their sum is a step function of the residue that rises only where some value's copy
-    begins, so the start residues of the values are the only candidates for the peak."""
+    """The most registers per thread ``ops`` hold at once, over the modulo timeline: their register
+    values' live copies, plus at each op's issue slot the scratch of the ops issued there. The sum
+    is a step function of the residue that rises only where some value's copy begins or some op
+    with scratch issues, so those slots are the only candidates for the peak."""
     holders = [v for v in ops if loop.ops[v].own_registers]
-    return max((sum(loop.ops[v].own_registers * live_copies(loop, schedule, v, schedule.starts[u]) for v in holders)
-                for u in holders), default=0)
+    ii = schedule.ii
+
+    def held(residue: int) -> int:
+        live = sum(loop.ops[v].own_registers * live_copies(loop, schedule, v, residue) for v in holders)
+        return live + sum(loop.ops[v].scratch for v in ops if schedule.starts[v] % ii == residue)
+
+    slots = {schedule.starts[u] % ii for u in ops if loop.ops[u].own_registers or loop.ops[u].scratch}
+    return max((held(c) for c in slots), default=0)
 
 
 def max_roles(loop: Loop) -> int:

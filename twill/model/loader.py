@@ -215,7 +215,8 @@ def _op(op: OpSpec, at: tuple, machine: MachineSpec, warps: Warps | None, source
     if op.accumulator and op.depth not in (None, 1):
         raise source.error(at + ("depth",), f"an accumulator has one storage, so depth 1, got {op.depth}")
     result = Op(op.name, op.latency, tuple(table), op.issue, op.warps, op.variable_latency,
-                op.registers, op.smem, op.tmem, 1 if op.accumulator else op.depth, op.work, op.accumulator)
+                op.registers, op.smem, op.tmem, 1 if op.accumulator else op.depth, op.work, op.accumulator,
+                scratch=op.scratch)
     if op.issue is not None and op.issue > result.duration:
         raise source.error(at + ("issue",), f"issue {op.issue} cycles is longer than the op "
                                             f"itself ({result.duration} cycles)")
@@ -270,6 +271,9 @@ def _check_joint_op(op: OpSpec, at: tuple, warps: Warps, source: SourceMap) -> N
     if op.overwrites is None and warps.overhead + op.registers > warps.max_registers:
         raise source.error(at + ("registers",), f"{op.registers} registers plus the per-role overhead "
                                                 f"{warps.overhead} exceed {warps.max_registers} per thread")
+    if warps.overhead + op.scratch > warps.max_registers:
+        raise source.error(at + ("scratch",), f"{op.scratch} scratch registers plus the per-role overhead "
+                                              f"{warps.overhead} exceed {warps.max_registers} per thread")
     for memory in ("smem", "tmem"):
         need, capacity = getattr(op, memory), getattr(warps, memory)
         if need > capacity:

@@ -41,6 +41,7 @@ class Op:
     work: int = 0                    # useful work per iteration (e.g. FLOPs), for predicted throughput
     accumulator: bool = False        # updates its result in place (self edge of distance 1): one storage
     overwrites: int | None = None    # the input whose registers its result is written over (in place)
+    scratch: int = 0                 # registers per thread it needs besides the live values, at its issue
 
     @property
     def duration(self) -> int:

@@ -45,6 +45,7 @@ class OpSpec(Strict):
     variable_latency: bool = False
     registers: NonNegInt = 0            # per thread, while its result is live
     overwrites: Name | None = None      # an input whose registers its result is written over (in place)
+    scratch: NonNegInt = 0              # per thread, while it issues (e.g. a vector it reads): rule 8
     smem: NonNegInt = 0                 # bytes, while its result is live
     tmem: NonNegInt = 0                 # columns, while its result is live
     depth: PosInt | None = None         # fix the ring slots of its result

@@ -304,11 +304,12 @@ def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x,
                    differ: RoleDiffer) -> list:
     """Rule 8's need per role: the overhead, the full turns floor(L/II) of its register values'
     register lifetimes L_reg (their fixed depths for fixed rings), and the peak of the remainders: a
-    cumulative over the modulo timeline of ``[p, p + L_reg mod II)``, copies at p and p + II (as in
-    add_issue), present when the value is on the role. L_reg is at least every term that counts; a
+    cumulative over the modulo timeline of ``[p, p + L_reg mod II)`` and of each op's scratch over
+    ``[p, p + 1)``, copies at p and p + II (as in add_issue), present when the op is on the role. L_reg is at least every term that counts; a
     longer one only holds more."""
     ops = loop.ops
     free = [v for v, op in enumerate(ops) if op.own_registers and op.depth is None]
+    scratch = [v for v, op in enumerate(ops) if op.scratch]
     full, rest = {}, {}
     for v in free:
         name = ops[v].name
@@ -324,12 +325,17 @@ def register_needs(model: cp_model.CpModel, loop: Loop, ii: int, slot, start, x,
         turns = [op.own_registers * (op.depth * x[v][r] if op.depth is not None
                                      else gated(model, full[v], x[v][r], f"turns_{op.name}_{r}"))
                  for v, op in enumerate(ops) if op.own_registers]
-        peak = model.new_int_var(0, sum(ops[v].own_registers for v in free), f"peak_{r}")
+        peak = model.new_int_var(0, sum(ops[v].own_registers for v in free) + sum(op.scratch for op in ops),
+                                 f"peak_{r}")
         remainders = [model.new_optional_interval_var(slot[v] + copy * ii, rest[v], ends[v] + copy * ii,
                                                       x[v][r], f"rest_{ops[v].name}_{r}@{copy}")
                       for v in free for copy in (0, 1)]
-        if remainders:
-            model.add_cumulative(remainders, [ops[v].own_registers for v in free for _ in (0, 1)], peak)
+        issues = [model.new_optional_fixed_size_interval_var(slot[v] + copy * ii, 1, x[v][r],
+                                                             f"scratch_{ops[v].name}_{r}@{copy}")
+                  for v in scratch for copy in (0, 1)]
+        if remainders or issues:
+            model.add_cumulative(remainders + issues, [ops[v].own_registers for v in free for _ in (0, 1)]
+                                 + [ops[v].scratch for v in scratch for _ in (0, 1)], peak)
         needs.append(loop.warps.overhead + sum(turns) + peak)
     return needs
 

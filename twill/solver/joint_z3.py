@@ -149,8 +149,9 @@ def crosses(loop: Loop, v: int, role: list[z3.ArithRef]) -> z3.BoolRef:
 
 def register_needs(solver: z3.Solver, loop: Loop, ii: int, ids: range, slot: list[z3.ArithRef],
                    start: list[z3.ArithRef], role: list[z3.ArithRef]) -> list[z3.ArithRef]:
-    """Rule 8's need per role: overhead plus a peak at least the registers live at the slot of each
-    register value of the role (the sum over the modulo timeline rises only at those slots).
+    """Rule 8's need per role: overhead plus a peak at least the registers held at the slot of each
+    register value or op with scratch of the role: the live copies plus the scratch of the ops
+    issued at that slot (the sum over the modulo timeline rises only at those slots).
 
     A value holds its fixed depth in copies, else ``floor(L/II)`` plus one over ``[p, p + L mod II)``
     circularly, with ``L`` at least every register lifetime term that counts (a longer one only holds
@@ -170,12 +171,14 @@ def register_needs(solver: z3.Solver, loop: Loop, ii: int, ids: range, slot: lis
         gap = z3.If(slot[at] >= slot[v], slot[at] - slot[v], slot[at] - slot[v] + ii)
         return full[v] + z3.If(gap < rest[v], 1, 0)
 
+    scratch = [v for v, op in enumerate(ops) if op.scratch]
     needs = []
     for r in ids:
         peak = z3.Int(f"peak_{r}", ctx)
         solver.add(peak >= 0)
-        for u in holders:
-            live = z3.Sum([z3.If(role[v] == r, ops[v].own_registers * copies(v, u), 0) for v in holders])
+        for u in holders + [u for u in scratch if u not in holders]:
+            live = z3.Sum([z3.If(role[v] == r, ops[v].own_registers * copies(v, u), 0) for v in holders]
+                          + [z3.If(z3.And(role[v] == r, slot[v] == slot[u]), ops[v].scratch, 0) for v in scratch])
             solver.add(z3.Implies(role[u] == r, live <= peak))
         needs.append(loop.warps.overhead + peak)
     return needs

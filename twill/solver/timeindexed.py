@@ -44,7 +44,7 @@ Adapted to twill's joint model (docs/joint-model.md):
   warpgroups). Roles are anonymous, so the k-th other op takes one of the first k+1 other roles
   (every assignment can be renamed into this form).
 * REGISTER LIMIT becomes twill's allocation: a role's need is the overhead plus its live register
-  values at its worst cycle; each warpgroup role gets a legal setmaxnreg value at least its need,
+  values and the scratch of the ops it issues at its worst cycle; each warpgroup role gets a legal setmaxnreg value at least its need,
   single-warp roles share one, and all fit the register file.
 * Blocking edges follow twill's rule 6, not the paper's literal CONCURRENCY (nothing at all in
   flight on the waiting role), so both encodings decide the same blocking semantics (FA3's "issue
@@ -360,6 +360,7 @@ class Encoding:
         """REGISTER LIMIT as twill's allocation, and twill's warp count."""
         ops, w, smt = self.loop.ops, self.loop.warps, self.smt
         holders = [v for v in self.live if ops[v].own_registers]
+        scratch = [v for v, op in enumerate(ops) if op.scratch]
         shared = self.setting("shared")
         wide_cost, wide_count, single_count = [], [], []
         for r in self.role_ids:
@@ -373,6 +374,8 @@ class Encoding:
             for t in range(self.horizon):
                 held = [(conj(self.live_at(v, c, t), self.on(v, r)), ops[v].own_registers)
                         for v in holders if r in self.opw[v] for c in range(self.copies)]
+                held += [(conj(self.issued(v, c, t), self.on(v, r)), ops[v].scratch)
+                         for v in scratch if r in self.opw[v] for c in range(self.copies)]
                 terms = [f"(ite {term(lit)} {k} 0)" for lit, k in held if lit is not False]
                 if terms:
                     smt.add(f"(>= {need} (+ {w.overhead} {' '.join(terms)}))")

@@ -24,6 +24,13 @@ __device__ __forceinline__ u32 smem_u32(const void* p) {
   return static_cast<u32>(__cvta_generic_to_shared(p));
 }
 
+// A 32-bit store to a shared-memory address (PTX ISA "st", .shared state space): a 32-bit address
+// register per store instead of a 64-bit generic pointer, so a swizzled staging loop does not hold
+// 64-bit addresses across a wait (FA backward: ptxas spilled them).
+__device__ __forceinline__ void st_shared_u32(u32 addr, u32 value) {
+  asm volatile("st.shared.b32 [%0], %1;" :: "r"(addr), "r"(value) : "memory");
+}
+
 // ---- mbarrier (PTX ISA "Parallel Synchronization and Communication Instructions: mbarrier") ----
 
 // Initialise a 64-bit mbarrier for `count` arrivals per phase (one thread does this).
