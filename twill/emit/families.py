@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from twill.emit.polynomial import EXP2_POLY
 from twill.sim.semantics import attention_backward
 
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
@@ -251,7 +252,8 @@ class FlashForward(Attention):
     (tcgen05.ld), ``exp`` writes P over them, ``stP`` stores P in 16 bits into S's columns, from
     column ``block_n / 2`` of S on (two elements a column, as FA4's ``tmem_s_to_p_offset``), and
     ``pv`` reads it there as its A operand; ``rescale`` multiplies O in tensor memory; after the loop
-    the role holding part p of ``rowsum`` reads O from tensor memory and stores it."""
+    the role holding part p of ``rowsum`` reads O from tensor memory and stores it. With ``emulated``
+    = E > 0, ``exp_poly`` computes the last E columns of P with FA4's polynomial (``p_columns``)."""
 
     name = "fa-fwd"
     kinds = ("tma_load", "mma", "scale", "rowmax", "exp2", "rowsum", "convert", "tmem_load", "tmem_store",
@@ -290,7 +292,8 @@ class FlashForward(Attention):
     def register_elements(self, base: str) -> int:
         rows = self.rows(base)
         tile, out = rows * self.block_n, rows * self.head_dim
-        return {"qk": tile, "ldS": tile, "mask": tile, "exp": tile, "convert": tile, "pv": out, "rescale": out,
+        return {"qk": tile, "ldS": tile, "mask": tile, "exp": tile, "exp_poly": tile, "convert": tile, "pv": out,
+                "rescale": out,
                 "rowmax": 2 * rows, "alpha": rows, "rowsum": rows}[base]
 
     def fragment(self, base: str) -> tuple[str, int]:
@@ -304,10 +307,25 @@ class FlashForward(Attention):
             return {"ldS": ("float", self.block_n), "rowmax": ("float", 2), "alpha": ("float", 1),
                     "rowsum": ("float", 1)}[base]
         tile, out = ("float", self.block_n // 2), ("float", self.head_dim // 2)
-        return {"qk": tile, "mask": tile, "exp": tile, "convert": ("u32", self.block_n // 4), "pv": out,
+        return {"qk": tile, "mask": tile, "exp": tile, "exp_poly": tile, "convert": ("u32", self.block_n // 4), "pv": out,
                 "rescale": out, "rowmax": ("float", 4), "alpha": ("float", 2), "rowsum": ("float", 2)}[base]
 
     ROW_VALUES = {"rowmax": 2, "alpha": 1}    # values per row: (m_old, m_new), alpha
+
+    def p_columns(self) -> dict[str, tuple[int, int]]:
+        """The op that computes each column of P, as op -> (first, stop): ``exp`` (MUFU.EX2) the first
+        block_n - E, ``exp_poly`` (2^x as a cubic on the FMA pipe, FA4's trick) the last E = emulated,
+        as the simulator's semantics. FA4 spreads its emulated pairs over the row instead
+        (flash-attention, flash_attn/cute/softmax.py, ``apply_exp2_convert``): the same cost; kept
+        contiguous here, they are whole wgmma fragment groups (sm90a: columns 8 (j / 4) + ... hold
+        fragment elements j >= (block_n - E) / 2 for E a multiple of 8)."""
+        split = self.block_n - self.params["emulated"]
+        return {"exp": (0, split), **({"exp_poly": (split, self.block_n)} if split < self.block_n else {})}
+
+    @property
+    def exp2_poly(self) -> str:
+        """ex2_poly's coefficient arguments c1, c2, c3 as C literals (twill/emit/polynomial.py)."""
+        return ", ".join(f"{c:.9e}f" for c in EXP2_POLY)
 
     def staged_bytes(self, base: str) -> int:
         """sm90a staging layout (fa-fwd.sm90a.j2): a per-row value (m, alpha) as ``values`` row vectors
@@ -323,8 +341,11 @@ class FlashForward(Attention):
 
     def check(self) -> None:
         super().check()
-        if self.params["emulated"]:
-            raise Unsupported("emulated", "the polynomial exp2 (exp_poly) has no op body yet")
+        emulated = self.params["emulated"]
+        if emulated % 8 or not 0 <= emulated <= self.block_n:
+            raise Unsupported("emulated", f"emulated = {emulated}: the polynomial's columns are whole 8-column groups "
+                                          f"of the wgmma accumulator fragment, a multiple of 8 up to block_n = "
+                                          f"{self.block_n}")
         if self.tmem and self.causal:
             raise Unsupported("causal", "the Blackwell variant's mask of S in tensor memory has no op body yet")
         if self.tmem and self.rows("qk") > TMEM_LANES:
