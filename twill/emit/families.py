@@ -153,6 +153,12 @@ class Family:
         family's staging layout; the host twin's is fp32 row-major, 4 * register_elements)."""
         return 4 * self.register_elements(base)
 
+    def staged_columns(self, base: str) -> tuple[int, int, int] | None:
+        """(first, stop, width): a value that is columns [first, stop) of each row of the storage it is
+        written over (rows ``width`` wide); a copy to another role moves those columns only. None: the
+        whole storage."""
+        return None
+
 
 class Gemm(Family):
     name = "gemm"
@@ -292,8 +298,10 @@ class FlashForward(Attention):
     def register_elements(self, base: str) -> int:
         rows = self.rows(base)
         tile, out = rows * self.block_n, rows * self.head_dim
-        return {"qk": tile, "ldS": tile, "mask": tile, "exp": tile, "exp_poly": tile, "convert": tile, "pv": out,
-                "rescale": out,
+        if base in self.p_columns():   # P's columns the op computes (staged_columns)
+            first, stop = self.p_columns()[base]
+            return rows * (stop - first)
+        return {"qk": tile, "ldS": tile, "mask": tile, "convert": tile, "pv": out, "rescale": out,
                 "rowmax": 2 * rows, "alpha": rows, "rowsum": rows}[base]
 
     def fragment(self, base: str) -> tuple[str, int]:
@@ -302,12 +310,16 @@ class FlashForward(Attention):
         and P (fp32) and O are accumulator fragments; P in 16 bits is packed in pairs, as wgmma's A
         operand; m keeps (m_old, m_new) for both rows; alpha and the thread's partial l one per row.
         sm100a: a thread owns one row (tensor-memory lane = row): S and P all block_n columns, m
-        (m_old, m_new), alpha and l one each."""
+        (m_old, m_new), alpha and l one each. exp's and exp_poly's values are their columns of P
+        (staged_columns): sm90a, two per 8-column group and row."""
+        if base in self.p_columns():
+            first, stop = self.p_columns()[base]
+            return "float", (stop - first) // (1 if self.tmem else 2)
         if self.tmem:
             return {"ldS": ("float", self.block_n), "rowmax": ("float", 2), "alpha": ("float", 1),
                     "rowsum": ("float", 1)}[base]
         tile, out = ("float", self.block_n // 2), ("float", self.head_dim // 2)
-        return {"qk": tile, "mask": tile, "exp": tile, "exp_poly": tile, "convert": ("u32", self.block_n // 4), "pv": out,
+        return {"qk": tile, "mask": tile, "convert": ("u32", self.block_n // 4), "pv": out,
                 "rescale": out, "rowmax": ("float", 4), "alpha": ("float", 2), "rowsum": ("float", 2)}[base]
 
     ROW_VALUES = {"rowmax": 2, "alpha": 1}    # values per row: (m_old, m_new), alpha
@@ -321,6 +333,10 @@ class FlashForward(Attention):
         fragment elements j >= (block_n - E) / 2 for E a multiple of 8)."""
         split = self.block_n - self.params["emulated"]
         return {"exp": (0, split), **({"exp_poly": (split, self.block_n)} if split < self.block_n else {})}
+
+    def staged_columns(self, base: str) -> tuple[int, int, int] | None:
+        """exp's and exp_poly's values are their columns of P, written over S (p_columns)."""
+        return (*self.p_columns()[base], self.block_n) if base in self.p_columns() else None
 
     @property
     def exp2_poly(self) -> str:
