@@ -5,9 +5,9 @@
     python benchmarks/emit_compile.py --check --only fa-fwd --no-sanitize
 
 The variants are the GEMM and FlashAttention schedules shipped in kernels/ and specs/schedules/ (and
-tests/emit/ for the causal forward), each with the parameters it was written for. Times
-``twill.emit.driver.emit_kernel`` (lower, lay out, render, write, NVRTC with its embedded ptxas,
-nvdisasm) in this process, without the command line's start-up, and prints a markdown table with
+tests/emit/ for the causal forward and FA4's emulated exp2), each with the parameters it was written
+for. Times ``twill.emit.driver.emit_kernel`` (lower, lay out, render, write, NVRTC with its embedded
+ptxas, nvdisasm) in this process, without the command line's start-up, and prints a markdown table with
 ptxas' numbers and the twin's largest error next to the seconds. A variant the device target refuses
 (an op body it lacks, shared memory over the machine's) is listed with the reason.
 """
@@ -40,6 +40,8 @@ VARIANTS = [  # (name, spec, machine, schedule, params)
     ("fa-fwd h100 FA3 causal", "fa-fwd", "h100", "tests/emit/fa3-h100-causal.yaml", {"causal": True}),
     ("fa-fwd b200 optimum", "fa-fwd", "b200", "kernels/fa-fwd-b200.schedule.yaml", {}),
     ("fa-fwd b200 FA4", "fa-fwd", "b200", FA4, {}),
+    *((f"fa-fwd {machine} emulated {n}", "fa-fwd", machine, f"tests/emit/fa-fwd-{machine}-emulated{n}.schedule.yaml",
+       {"emulated": n}) for machine in ("h100", "b200") for n in (16, 32, 64)),
     ("fa-bwd h100 optimum", "fa-bwd", "h100", "kernels/fa-bwd-h100.schedule.yaml", {}),
     ("fa-bwd h100 FA3", "fa-bwd", "h100", FA3_BWD, {}),
     ("fa-bwd b200 optimum", "fa-bwd", "b200", "kernels/fa-bwd-b200.schedule.yaml", {}),

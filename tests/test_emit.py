@@ -565,6 +565,13 @@ def test_emulated_columns_must_be_whole_fragment_groups(tmp_path):
         build_kernel(load_instance(FA_FWD, "b200", {"emulated": 12}), program, "host", "fa")
 
 
+def test_fp8_forward_on_hopper_names_the_operand_it_cannot_transpose():
+    """wgmma takes 8-bit operands K-major only; PV's V is MN-major (PTX ISA, wgmma.mma_async)."""
+    _, _, hopper = fa3_program()
+    with pytest.raises(EmitError, match=r"dtype 'fp8': wgmma reads 8-bit A and B K-major only .* V transposed"):
+        build_kernel(load_instance(FA_FWD, "h100", {"dtype": "fp8"}), hopper, "sm90a", "fa")
+
+
 def test_fa4s_hand_schedule_fits_sm100a_at_the_ii_the_verifier_accepts():
     """FA4's schedule keeps K and V rings, the 64 KiB Q and alpha staged for the correction warpgroup.
     At II 5200, with the mbarriers and the 1024 bytes of alignment slack, it took 232900 bytes, over

@@ -356,6 +356,10 @@ class FlashForward(Attention):
         return 4 * 128 * (self.rows(base) // 64) * count
 
     def check(self) -> None:
+        if self.dtype == "fp8" and not self.tmem:
+            raise Unsupported("dtype", "dtype 'fp8': wgmma reads 8-bit A and B K-major only (PTX ISA, wgmma.mma_async: "
+                                       "imm-trans-a/b are for .f16/.bf16), so PV needs V transposed in shared memory "
+                                       "(FA3 transposes it in the kernel), which has no op body yet (emitted: bf16, fp16)")
         super().check()
         emulated = self.params["emulated"]
         if emulated % 8 or not 0 <= emulated <= self.block_n:
