@@ -546,6 +546,17 @@ def test_fa_forward_with_emulated_exp2_twin_matches_numpy_under_tsan(machine, em
     assert "ex2_poly(e, " in source
 
 
+def test_causal_fa_forward_with_emulated_exp2_gives_masked_keys_zero(tmp_path):
+    """The diagonal block masks the last columns of its rows most, exp_poly's: ex2_poly(-inf) is +0
+    (the clamp to -127, p(0) = 1). The functional tests' causal schedule, head_dim 64."""
+    instance = load_instance(FA_FWD, "h100", {"causal": True, "emulated": 16, "head_dim": 64})
+    path = ROOT / "tests/functional/fa-fwd-causal-poly-h100.schedule.yaml"
+    schedule = review(instance.loop, load_hand_schedule(str(path), instance.loop)).schedule
+    result = emit_kernel(instance, schedule, {}, "host", str(tmp_path / "out"), check=True, seed=2, trips=[1, 2, 3])
+    assert result.ok, result.text()
+    assert all(run.max_error < 2e-3 for run in result.runs)
+
+
 @needs_nvrtc
 @pytest.mark.parametrize("machine, emulated", [("h100", 16), ("h100", 64), ("b200", 16), ("b200", 64)])
 def test_fa_forward_with_emulated_exp2_compiles_clean(machine, emulated, tmp_path):

@@ -299,8 +299,7 @@ class FlashForward(Attention):
         rows = self.rows(base)
         tile, out = rows * self.block_n, rows * self.head_dim
         if base in self.p_columns():   # P's columns the op computes (staged_columns)
-            first, stop = self.p_columns()[base]
-            return rows * (stop - first)
+            return rows * self.p_width(base)
         return {"qk": tile, "ldS": tile, "mask": tile, "convert": tile, "pv": out, "rescale": out,
                 "rowmax": 2 * rows, "alpha": rows, "rowsum": rows}[base]
 
@@ -313,8 +312,7 @@ class FlashForward(Attention):
         (m_old, m_new), alpha and l one each. exp's and exp_poly's values are their columns of P
         (staged_columns): sm90a, two per 8-column group and row."""
         if base in self.p_columns():
-            first, stop = self.p_columns()[base]
-            return "float", (stop - first) // (1 if self.tmem else 2)
+            return "float", self.p_width(base) // (1 if self.tmem else 2)
         if self.tmem:
             return {"ldS": ("float", self.block_n), "rowmax": ("float", 2), "alpha": ("float", 1),
                     "rowsum": ("float", 1)}[base]
@@ -333,6 +331,11 @@ class FlashForward(Attention):
         fragment elements j >= (block_n - E) / 2 for E a multiple of 8)."""
         split = self.block_n - self.params["emulated"]
         return {"exp": (0, split), **({"exp_poly": (split, self.block_n)} if split < self.block_n else {})}
+
+    def p_width(self, base: str) -> int:
+        """Columns of P that ``exp`` or ``exp_poly`` computes."""
+        first, stop = self.p_columns()[base]
+        return stop - first
 
     def staged_columns(self, base: str) -> tuple[int, int, int] | None:
         """exp's and exp_poly's values are their columns of P, written over S (p_columns)."""
@@ -364,7 +367,7 @@ class FlashForward(Attention):
         emulated = self.params["emulated"]
         if emulated % 8 or not 0 <= emulated <= self.block_n:
             raise Unsupported("emulated", f"emulated = {emulated}: the polynomial's columns are whole 8-column groups "
-                                          f"of the wgmma accumulator fragment, a multiple of 8 up to block_n = "
+                                          f"(sm90a's wgmma accumulator fragment), a multiple of 8 up to block_n = "
                                           f"{self.block_n}")
         if self.tmem and self.causal:
             raise Unsupported("causal", "the Blackwell variant's mask of S in tensor memory has no op body yet")
