@@ -5,11 +5,12 @@
     python benchmarks/emit_compile.py --check --only fa-fwd --no-sanitize
 
 The variants are the GEMM and FlashAttention schedules shipped in kernels/ and specs/schedules/ (and
-tests/emit/ for the causal forwards and B200's head_dim 64 and 256), each with the parameters it was written for. Times
-``twill.emit.driver.emit_kernel`` (lower, lay out, render, write, NVRTC with its embedded ptxas,
-nvdisasm) in this process, without the command line's start-up, and prints a markdown table with
-ptxas' numbers and the twin's largest error next to the seconds. A variant the device target refuses
-(an op body it lacks, shared memory over the machine's) is listed with the reason.
+tests/emit/ for the causal forwards, B200's head_dim 64 and 256, and FA4's emulated exp2), each with
+the parameters it was written for. Times ``twill.emit.driver.emit_kernel`` (lower, lay out, render,
+write, NVRTC with its embedded ptxas, nvdisasm) in this process, without the command line's start-up,
+and prints a markdown table with ptxas' numbers and the twin's largest error next to the seconds. A
+variant the device target refuses (an op body it lacks, shared memory over the machine's) is listed
+with the reason.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ VARIANTS = [  # (name, spec, machine, schedule, params)
     ("fa-fwd b200 hd64", "fa-fwd", "b200", "tests/emit/fa-fwd-b200-hd64.schedule.yaml", {"head_dim": 64}),
     ("fa-fwd b200 hd256 tiles1", "fa-fwd", "b200", "tests/emit/fa-fwd-b200-hd256.schedule.yaml",
      {"head_dim": 256, "block_m": 128, "tiles": 1}),
+    *((f"fa-fwd {machine} emulated {n}", "fa-fwd", machine, f"tests/emit/fa-fwd-{machine}-emulated{n}.schedule.yaml",
+       {"emulated": n}) for machine in ("h100", "b200") for n in (16, 32, 64)),
     ("fa-bwd h100 optimum", "fa-bwd", "h100", "kernels/fa-bwd-h100.schedule.yaml", {}),
     ("fa-bwd h100 FA3", "fa-bwd", "h100", FA3_BWD, {}),
     ("fa-bwd b200 optimum", "fa-bwd", "b200", "kernels/fa-bwd-b200.schedule.yaml", {}),

@@ -635,6 +635,72 @@ def test_fa_forward_b200_optimum_compiles_clean_for_sm100a(tmp_path):
     assert "umma_f16_ts(" in source and "umma_desc_mn(" in source and ".done" in json.dumps(result.manifest["smem"])
 
 
+# --- FA4's emulated exp2 (exp_poly: the last `emulated` columns of P as a cubic on the FMA pipe) -----
+
+def emulated_schedule(machine: str, emulated: int):
+    """The solver's schedule of the forward with ``emulated`` columns of exp2 as the polynomial
+    (tests/emit/fa-fwd-MACHINE-emulatedN.schedule.yaml, its command in the file)."""
+    instance = load_instance(FA_FWD, machine, {"emulated": emulated})
+    path = ROOT / f"tests/emit/fa-fwd-{machine}-emulated{emulated}.schedule.yaml"
+    reviewed = review(instance.loop, load_hand_schedule(str(path), instance.loop))
+    assert reviewed.valid
+    return instance, reviewed.schedule
+
+
+@pytest.mark.parametrize("machine, emulated, trips", [("h100", 16, None), ("h100", 64, None), ("b200", 32, [1, 3])])
+def test_fa_forward_with_emulated_exp2_twin_matches_numpy_under_tsan(machine, emulated, trips, tmp_path):
+    """exp computes the first block_n - emulated columns of P, exp_poly the others with ex2_poly; on
+    H100 one consumer hands both column ranges of its P to the other (staged_columns). B200's twin
+    runs one block and three (past its two stages) to keep the test short."""
+    instance, schedule = emulated_schedule(machine, emulated)
+    if machine == "h100":
+        assert {name.split(".")[0] for name in staged(instance, lower(instance.loop, schedule))} >= {"exp", "exp_poly"}
+    trips = trips or short_trips(schedule.stages)
+    result = emit_kernel(instance, schedule, {}, "host", str(tmp_path / "out"), check=True, seed=2, trips=trips)
+    assert result.ok, result.text()
+    assert all(run.max_error < 2e-3 for run in result.runs)   # P rounded to bf16 before PV, as on the device
+    source = (tmp_path / "out" / f"fa_fwd_{machine}.cpp").read_text()
+    assert f"for (int j = {instance.params['block_n'] - emulated}; j < {instance.params['block_n']}; ++j)" in source
+    assert "ex2_poly(e, " in source
+
+
+def test_causal_fa_forward_with_emulated_exp2_gives_masked_keys_zero(tmp_path):
+    """The diagonal block masks the last columns of its rows most, exp_poly's: ex2_poly(-inf) is +0
+    (the clamp to -127, p(0) = 1). The functional tests' causal schedule, head_dim 64."""
+    instance = load_instance(FA_FWD, "h100", {"causal": True, "emulated": 16, "head_dim": 64})
+    path = ROOT / "tests/functional/fa-fwd-causal-poly-h100.schedule.yaml"
+    schedule = review(instance.loop, load_hand_schedule(str(path), instance.loop)).schedule
+    result = emit_kernel(instance, schedule, {}, "host", str(tmp_path / "out"), check=True, seed=2, trips=[1, 2, 3])
+    assert result.ok, result.text()
+    assert all(run.max_error < 2e-3 for run in result.runs)
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("machine, emulated", [("h100", 16), ("h100", 64), ("b200", 16), ("b200", 64)])
+def test_fa_forward_with_emulated_exp2_compiles_clean(machine, emulated, tmp_path):
+    """ex2_poly on the device: its clamp (FMNMX) and exponent insertion (LEA) in the SASS, no spills."""
+    instance, schedule = emulated_schedule(machine, emulated)
+    result = emit_kernel(instance, schedule, {}, TARGET[machine], str(tmp_path / "out"), compile_=True)
+    report = result.manifest["compile"]
+    assert result.ok, result.problems
+    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    assert all(report["sass_classes"].get(name) for name in ("MUFU", "FMNMX", "LEA"))
+    assert "ex2_poly(fmaf(" in (tmp_path / "out" / f"fa_fwd_{machine}.cu").read_text()
+
+
+def test_emulated_columns_must_be_whole_fragment_groups(tmp_path):
+    instance, _, program = b200_program()
+    with pytest.raises(EmitError, match="emulated = 12: .* a multiple of 8"):
+        build_kernel(load_instance(FA_FWD, "b200", {"emulated": 12}), program, "host", "fa")
+
+
+def test_fp8_forward_on_hopper_names_the_operand_it_cannot_transpose():
+    """wgmma takes 8-bit operands K-major only; PV's V is MN-major (PTX ISA, wgmma.mma_async)."""
+    _, _, hopper = fa3_program()
+    with pytest.raises(EmitError, match=r"dtype 'fp8': wgmma reads 8-bit A and B K-major only .* V transposed"):
+        build_kernel(load_instance(FA_FWD, "h100", {"dtype": "fp8"}), hopper, "sm90a", "fa")
+
+
 def test_fa4s_hand_schedule_fits_sm100a_at_the_ii_the_verifier_accepts():
     """FA4's schedule keeps K and V rings, the 64 KiB Q and alpha staged for the correction warpgroup.
     At II 5200, with the mbarriers and the 1024 bytes of alignment slack, it took 232900 bytes, over

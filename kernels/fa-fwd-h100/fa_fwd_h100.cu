@@ -158,6 +158,20 @@ __device__ __forceinline__ float ex2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+// 2^x for x < 128 as a cubic on the FP32 pipe, FA4's emulated exp2 (twill/emit/polynomial.py: the
+// coefficients, derivation and error). n = floor(x) by one add rounding down (PTX ISA "add",
+// .rm: 1.5 2^23 + x has ulp 1, so it is 1.5 2^23 + n with n in its low mantissa bits), f = x - n in
+// [0, 1), p(f) = 1 + f (c1 + f (c2 + f c3)), and n added into p's exponent field (shift and add).
+// p(0) = 1 exactly, so -inf, clamped to -127, gives the bits of +0. In SASS: FMNMX, 3 FADD, 3 FFMA
+// and one LEA (the shift and add), 9 with the caller's FFMA of the scale (exp2_poly_ops, specs/machines).
+__device__ __forceinline__ float ex2_poly(float x, float c1, float c2, float c3) {
+  const float shifter = 12582912.0f;   // 1.5 2^23
+  x = fmaxf(x, -127.0f);
+  const float n = __fadd_rd(x, shifter);
+  const float f = x - (n - shifter);
+  const float p = fmaf(fmaf(fmaf(c3, f, c2), f, c1), f, 1.0f);
+  return __uint_as_float(__float_as_uint(p) + (__float_as_uint(n) << 23));
+}
 // Two fp32 values rounded to nearest-even 16-bit and packed, lo in bits 0-15 (PTX ISA "cvt":
 // cvt.rn.bf16x2.f32 d, a, b puts a in the upper half): the pair order of the wgmma A fragment.
 template <bool BF16> __device__ __forceinline__ u32 pack_16x2(float lo, float hi) {
@@ -297,11 +311,11 @@ template <int G, int R> __device__ __forceinline__ void reg_fence(u32 (&d)[G][R]
 // the word when the op body uses it. Fragment layout: element (g, j) of thread t at word
 // (g N + j) 128 + t (base = slot + t). Row layout (one value per row of a 64-row group, `values`
 // per row): element (g, 2 v + h) at word v rows + 64 g + frag_row + 8 h (base = slot + frag_row).
-template <typename T, int N> struct FragmentView {
+template <typename T, int N, int FIRST = 0> struct FragmentView {   // FIRST: the slot holds elements FIRST .. FIRST + N - 1
   const T* base;
   struct Row {
     const T* p;
-    __device__ __forceinline__ T operator[](int j) const { return p[j * 128]; }
+    __device__ __forceinline__ T operator[](int j) const { return p[(j - FIRST) * 128]; }
   };
   __device__ __forceinline__ Row operator[](int g) const { return Row{base + g * N * 128}; }
 };
@@ -759,9 +773,10 @@ extern "C" __global__ void __launch_bounds__(384, 1) fa_fwd_h100(const __grid_co
             if (i - 1 >= 0 && i - 1 < trips) { wgmma_wait_upto(in_range(k - 0, trips));  /* pv.0 completed */ reg_fence(r_qk_0[1]); reg_fence(r_convert_0[0]); }
             {
 #pragma unroll
-              for (int g = 0; g < 1; ++g)  // P in 16 bits, packed as wgmma's A fragment
+              for (int g = 0; g < 1; ++g) {  // P in 16 bits, packed as wgmma's A fragment
 #pragma unroll
                 for (int j = 0; j < 32; ++j) r_convert_0[0][g][j] = pack_16x2<true>(r_qk_0[1][g][2 * j], r_qk_0[1][g][2 * j + 1]);
+              }
             }
             { const int q = i - 0; if (q >= 0 && q < trips - 1) { if (leader) mbar_arrive((u64*)(smem + 230584) + q % 1); } }  // alu:rowmax.1>convert.0.empty
           }
@@ -931,9 +946,10 @@ extern "C" __global__ void __launch_bounds__(384, 1) fa_fwd_h100(const __grid_co
             if (i - 1 >= 0 && i - 1 < trips) { wgmma_wait_upto(in_range(k - 0, trips));  /* pv.0 completed */ reg_fence(r_qk_0[0]); reg_fence(r_convert_0[0]); }
             {
 #pragma unroll
-              for (int g = 0; g < 1; ++g)  // P in 16 bits, packed as wgmma's A fragment
+              for (int g = 0; g < 1; ++g) {  // P in 16 bits, packed as wgmma's A fragment
 #pragma unroll
                 for (int j = 0; j < 32; ++j) r_convert_0[0][g][j] = pack_16x2<true>(r_qk_0[0][g][2 * j], r_qk_0[0][g][2 * j + 1]);
+              }
             }
             { const int q = i - 0; if (q >= 0 && q < trips - 1) { if (leader) mbar_arrive((u64*)(smem + 230584) + q % 1); } }  // alu:rowmax.1>convert.0.empty
           }
@@ -1070,9 +1086,10 @@ extern "C" __global__ void __launch_bounds__(384, 1) fa_fwd_h100(const __grid_co
             if (i - 1 >= 0 && i - 1 < trips) { wgmma_wait<0>();  /* pv.1 completed */ reg_fence(r_qk_1[0]); reg_fence(r_convert_1[0]); }
             {
 #pragma unroll
-              for (int g = 0; g < 1; ++g)  // P in 16 bits, packed as wgmma's A fragment
+              for (int g = 0; g < 1; ++g) {  // P in 16 bits, packed as wgmma's A fragment
 #pragma unroll
                 for (int j = 0; j < 32; ++j) r_convert_1[0][g][j] = pack_16x2<true>(r_qk_1[0][g][2 * j], r_qk_1[0][g][2 * j + 1]);
+              }
             }
             { const int q = i - 1; if (q >= 0 && q < trips - 0) { if (leader) mbar_arrive((u64*)(smem + 230536) + q % 1); } }  // alu:rowsum.0>convert.1.empty
           }

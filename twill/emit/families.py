@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from twill.emit.polynomial import EXP2_POLY
 from twill.sim.semantics import attention_backward
 
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
@@ -153,6 +154,12 @@ class Family:
         family's staging layout; the host twin's is fp32 row-major, 4 * register_elements)."""
         return 4 * self.register_elements(base)
 
+    def staged_columns(self, base: str) -> tuple[int, int, int] | None:
+        """(first, stop, width): a value that is columns [first, stop) of each row of the storage it is
+        written over (rows ``width`` wide); a copy to another role moves those columns only. None: the
+        whole storage."""
+        return None
+
 
 class Gemm(Family):
     name = "gemm"
@@ -253,7 +260,8 @@ class FlashForward(Attention):
     column ``block_n / 2`` of S on (two elements a column, as FA4's ``tmem_s_to_p_offset``), and
     ``pv`` reads it there as its A operand; ``rescale`` multiplies O in tensor memory; ``mask`` (causal)
     writes -inf over ldS's registers; after the loop the role holding part p of ``rowsum`` reads O
-    from tensor memory and stores it."""
+    from tensor memory and stores it. With ``emulated`` = E > 0, ``exp_poly`` computes the last E
+    columns of P with FA4's polynomial (``p_columns``)."""
 
     name = "fa-fwd"
     kinds = ("tma_load", "mma", "scale", "rowmax", "exp2", "rowsum", "convert", "tmem_load", "tmem_store",
@@ -294,7 +302,9 @@ class FlashForward(Attention):
     def register_elements(self, base: str) -> int:
         rows = self.rows(base)
         tile, out = rows * self.block_n, rows * self.head_dim
-        return {"qk": tile, "ldS": tile, "mask": tile, "exp": tile, "convert": tile, "pv": out, "rescale": out,
+        if base in self.p_columns():   # P's columns the op computes (staged_columns)
+            return rows * self.p_width(base)
+        return {"qk": tile, "ldS": tile, "mask": tile, "convert": tile, "pv": out, "rescale": out,
                 "rowmax": 2 * rows, "alpha": rows, "rowsum": rows}[base]
 
     def fragment(self, base: str) -> tuple[str, int]:
@@ -303,15 +313,42 @@ class FlashForward(Attention):
         and P (fp32) and O are accumulator fragments; P in 16 bits is packed in pairs, as wgmma's A
         operand; m keeps (m_old, m_new) for both rows; alpha and the thread's partial l one per row.
         sm100a: a thread owns one row (tensor-memory lane = row): S and P all block_n columns, m
-        (m_old, m_new), alpha and l one each."""
+        (m_old, m_new), alpha and l one each. exp's and exp_poly's values are their columns of P
+        (staged_columns): sm90a, two per 8-column group and row."""
+        if base in self.p_columns():
+            return "float", self.p_width(base) // (1 if self.tmem else 2)
         if self.tmem:
             return {"ldS": ("float", self.block_n), "rowmax": ("float", 2), "alpha": ("float", 1),
                     "rowsum": ("float", 1)}[base]
         tile, out = ("float", self.block_n // 2), ("float", self.head_dim // 2)
-        return {"qk": tile, "mask": tile, "exp": tile, "convert": ("u32", self.block_n // 4), "pv": out,
+        return {"qk": tile, "mask": tile, "convert": ("u32", self.block_n // 4), "pv": out,
                 "rescale": out, "rowmax": ("float", 4), "alpha": ("float", 2), "rowsum": ("float", 2)}[base]
 
     ROW_VALUES = {"rowmax": 2, "alpha": 1}    # values per row: (m_old, m_new), alpha
+
+    def p_columns(self) -> dict[str, tuple[int, int]]:
+        """The op that computes each column of P, as op -> (first, stop): ``exp`` (MUFU.EX2) the first
+        block_n - E, ``exp_poly`` (2^x as a cubic on the FMA pipe, FA4's trick) the last E = emulated,
+        as the simulator's semantics. FA4 spreads its emulated pairs over the row instead
+        (flash-attention, flash_attn/cute/softmax.py, ``apply_exp2_convert``): the same cost; kept
+        contiguous here, they are whole wgmma fragment groups (sm90a: columns 8 (j / 4) + ... hold
+        fragment elements j >= (block_n - E) / 2 for E a multiple of 8)."""
+        split = self.block_n - self.params["emulated"]
+        return {"exp": (0, split), **({"exp_poly": (split, self.block_n)} if split < self.block_n else {})}
+
+    def p_width(self, base: str) -> int:
+        """Columns of P that ``exp`` or ``exp_poly`` computes."""
+        first, stop = self.p_columns()[base]
+        return stop - first
+
+    def staged_columns(self, base: str) -> tuple[int, int, int] | None:
+        """exp's and exp_poly's values are their columns of P, written over S (p_columns)."""
+        return (*self.p_columns()[base], self.block_n) if base in self.p_columns() else None
+
+    @property
+    def exp2_poly(self) -> str:
+        """ex2_poly's coefficient arguments c1, c2, c3 as C literals (twill/emit/polynomial.py)."""
+        return ", ".join(f"{c:.9e}f" for c in EXP2_POLY)
 
     def staged_bytes(self, base: str) -> int:
         """sm90a staging layout (fa-fwd.sm90a.j2): a per-row value (m, alpha) as ``values`` row vectors
@@ -326,9 +363,16 @@ class FlashForward(Attention):
         return 4 * 128 * (self.rows(base) // 64) * count
 
     def check(self) -> None:
+        if self.dtype == "fp8" and not self.tmem:
+            raise Unsupported("dtype", "dtype 'fp8': wgmma reads 8-bit A and B K-major only (PTX ISA, wgmma.mma_async: "
+                                       "imm-trans-a/b are for .f16/.bf16), so PV needs V transposed in shared memory "
+                                       "(FA3 transposes it in the kernel), which has no op body yet (emitted: bf16, fp16)")
         super().check()
-        if self.params["emulated"]:
-            raise Unsupported("emulated", "the polynomial exp2 (exp_poly) has no op body yet")
+        emulated = self.params["emulated"]
+        if emulated % 8 or not 0 <= emulated <= self.block_n:
+            raise Unsupported("emulated", f"emulated = {emulated}: the polynomial's columns are whole 8-column groups "
+                                          f"(sm90a's wgmma accumulator fragment), a multiple of 8 up to block_n = "
+                                          f"{self.block_n}")
         if self.tmem and self.rows("qk") > TMEM_LANES:
             raise Unsupported("block_m", f"block_m = {self.block_m} in {self.parts['qk']} parts gives "
                                          f"{self.rows('qk')}-row tiles; tensor memory has {TMEM_LANES} lanes")

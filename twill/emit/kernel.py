@@ -193,6 +193,7 @@ class Stage:
     rows: int
     cols: int
     base: str = ""                      # the value's op base name (its family fragment)
+    columns: tuple[int, int, int] | None = None   # the family's staged_columns: columns of the source's rows
 
     @property
     def elements(self) -> int:
@@ -737,7 +738,7 @@ class _Staging:
         if needed > ring.slot_bytes:
             raise EmitError(f"op {self.loop.ops[v].name!r}: {needed} bytes do not fit channel "
                             f"{ring.channel.name!r}'s {ring.slot_bytes}-byte slot", field="channels")
-        return Stage(source, ring, shift, boxed, rows, elements // rows, base)
+        return Stage(source, ring, shift, boxed, rows, elements // rows, base, self.family.staged_columns(base))
 
     def place(self, sc: StepContext, unroll: int) -> None:
         v, stage, role = sc.step.op, sc.step.stage, self.role
@@ -785,6 +786,9 @@ class _Staging:
                                     "the host twin only so far", field="ops")
                 ring, shift = self.slot_of(v)
                 staged = self.stage(v, "scratch.data()", ring, shift)
+                if staged.columns:
+                    raise EmitError(f"op {self.loop.ops[v].name!r} computes some columns into another role's "
+                                    "storage: not emitted yet", field="ops")
                 self.scratch = max(self.scratch, staged.elements)
                 sc.writes.append("scratch")
                 target = self._in_place_input(v)

@@ -237,6 +237,20 @@ inline float boxed_at(const uint8_t* tile, int rows, int row, int col) {
   return BF16 ? bf16_to_float(v) : fp16_to_float(v);
 }
 
+// The device's ex2_poly (ptx_common.cuh, FA4's emulated exp2): floor for its add rounding down (the
+// same n for x < 128), the same fp32 Horner steps and exponent-field add.
+inline float ex2_poly(float x, float c1, float c2, float c3) {
+  x = std::max(x, -127.0f);
+  const float n = std::floor(x);
+  const float p = std::fma(std::fma(std::fma(c3, x - n, c2), x - n, c1), x - n, 1.0f);
+  u32 bits;
+  std::memcpy(&bits, &p, 4);
+  bits += (u32)(int)n << 23;
+  float y;
+  std::memcpy(&y, &bits, 4);
+  return y;
+}
+
 // fp32 rounded to the nearest 16-bit value (bf16 or fp16) and back, as the device's conversion.
 template <bool BF16>
 inline float round_16(float x) {

@@ -117,11 +117,11 @@ template <int G, int R> __device__ __forceinline__ void reg_fence(u32 (&d)[G][R]
 // the word when the op body uses it. Fragment layout: element (g, j) of thread t at word
 // (g N + j) 128 + t (base = slot + t). Row layout (one value per row of a 64-row group, `values`
 // per row): element (g, 2 v + h) at word v rows + 64 g + frag_row + 8 h (base = slot + frag_row).
-template <typename T, int N> struct FragmentView {
+template <typename T, int N, int FIRST = 0> struct FragmentView {   // FIRST: the slot holds elements FIRST .. FIRST + N - 1
   const T* base;
   struct Row {
     const T* p;
-    __device__ __forceinline__ T operator[](int j) const { return p[j * 128]; }
+    __device__ __forceinline__ T operator[](int j) const { return p[(j - FIRST) * 128]; }
   };
   __device__ __forceinline__ Row operator[](int g) const { return Row{base + g * N * 128}; }
 };
