@@ -158,6 +158,20 @@ __device__ __forceinline__ float ex2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+// 2^x for x < 128 as a cubic on the FP32 pipe, FA4's emulated exp2 (twill/emit/polynomial.py: the
+// coefficients, derivation and error). n = floor(x) by one add rounding down (PTX ISA "add",
+// .rm: 1.5 2^23 + x has ulp 1, so it is 1.5 2^23 + n with n in its low mantissa bits), f = x - n in
+// [0, 1), p(f) = 1 + f (c1 + f (c2 + f c3)), and n added into p's exponent field (shift and add).
+// p(0) = 1 exactly, so -inf, clamped to -127, gives the bits of +0. In SASS: FMNMX, 3 FADD, 3 FFMA
+// and one LEA (the shift and add), 9 with the caller's FFMA of the scale (exp2_poly_ops, specs/machines).
+__device__ __forceinline__ float ex2_poly(float x, float c1, float c2, float c3) {
+  const float shifter = 12582912.0f;   // 1.5 2^23
+  x = fmaxf(x, -127.0f);
+  const float n = __fadd_rd(x, shifter);
+  const float f = x - (n - shifter);
+  const float p = fmaf(fmaf(fmaf(c3, f, c2), f, c1), f, 1.0f);
+  return __uint_as_float(__float_as_uint(p) + (__float_as_uint(n) << 23));
+}
 // Two fp32 values rounded to nearest-even 16-bit and packed, lo in bits 0-15 (PTX ISA "cvt":
 // cvt.rn.bf16x2.f32 d, a, b puts a in the upper half): the pair order of the wgmma A fragment.
 template <bool BF16> __device__ __forceinline__ u32 pack_16x2(float lo, float hi) {
