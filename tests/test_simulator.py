@@ -72,11 +72,12 @@ def test_asap_runs_at_ii_when_tokens_order_every_shared_unit(case):
     the schedule's order, so greedy issue is the least solution of the same difference constraints the
     schedule satisfies with period II: never slower, and exactly at II where the schedule has no slack
     (FA4's hand schedule is placed at II 5650, the least where its rings fit shared memory, and greedy
-    issue runs it faster). Where a pair is left unordered it may be slower (FA forward on H100: alpha.0
-    and exp.1 share the SFU 4 cycles apart on two roles)."""
+    issue runs it faster, as it runs the H100 backward's II 2900 schedule, unproven, at 2795 cycles).
+    Where a pair is left unordered it may be slower (FA forward on H100: alpha.0 and exp.1 share the
+    SFU 4 cycles apart on two roles)."""
     name, program = case
     r = simulate(program, 64)
-    if name == "fa4-b200.yaml":
+    if name in ("fa4-b200.yaml", "fa-bwd-h100.schedule.yaml"):
         assert r.ratio < 1
     elif not program.unordered:
         assert r.ratio == 1 and set(r.op_cycles.values()) == {program.ii}
