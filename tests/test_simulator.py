@@ -72,7 +72,7 @@ def test_asap_runs_at_ii_when_tokens_order_every_shared_unit(case):
     the schedule's order, so greedy issue is the least solution of the same difference constraints the
     schedule satisfies with period II: never slower, and exactly at II where the schedule has no slack
     (FA4's hand schedule is placed at II 5650, the least where its rings fit shared memory, and greedy
-    issue runs it faster, as it runs the H100 backward's II 2900 schedule, unproven, at 2795 cycles).
+    issue runs it faster, as it runs the H100 backward's unproven II 2800 schedule).
     Where a pair is left unordered it may be slower (FA forward on H100: alpha.0 and exp.1 share the
     SFU 4 cycles apart on two roles)."""
     name, program = case
