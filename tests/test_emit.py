@@ -34,12 +34,17 @@ TARGET = {"h100": "sm90a", "b200": "sm100a"}
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler")
 
 
+# The H100 backward ships FA3's schedule: the solved one computes dS on another role than dP's
+# registers, which only the host twin emits so far.
+SHIPPED_SCHEDULE = {("fa-bwd", "h100"): "specs/schedules/fa3-bwd-h100.yaml"}
+
+
 def saved(machine: str, kernel: str = "gemm"):
     """A shipped kernel's spec instance, its saved schedule and the proof `twill emit` records for it."""
     from twill.cli import file_proof
 
     instance = load_instance(ROOT / f"specs/kernels/{kernel}.yaml", machine)
-    path = f"kernels/{kernel}-{machine}.schedule.yaml"
+    path = SHIPPED_SCHEDULE.get((kernel, machine), f"kernels/{kernel}-{machine}.schedule.yaml")
     schedule = review(instance.loop, load_hand_schedule(str(ROOT / path), instance.loop)).schedule
     return instance, schedule, file_proof(instance.loop, schedule, path)
 
@@ -173,12 +178,12 @@ def test_barriers_match_the_program(machine):
 
 # --- the shipped kernels are fresh ------------------------------------------------------------
 
-@pytest.mark.parametrize("machine, kernel", [(machine, kernel) for kernel in ("gemm", "fa-fwd") for machine in MACHINES]
-                         + [("b200", "fa-bwd")])
+@pytest.mark.parametrize("machine, kernel", [(machine, kernel) for kernel in ("gemm", "fa-fwd", "fa-bwd")
+                                             for machine in MACHINES])
 def test_shipped_kernels_are_fresh(machine, kernel):
     """kernels/<kernel>-<machine>/ is what `twill emit specs/kernels/<kernel>.yaml
-    kernels/<kernel>-<machine>.schedule.yaml -o kernels/<kernel>-<machine>` writes today (re-emit it
-    when this fails)."""
+    kernels/<kernel>-<machine>.schedule.yaml -o kernels/<kernel>-<machine>` (SHIPPED_SCHEDULE's file
+    where it names one) writes today (re-emit it when this fails)."""
     instance, schedule, proof = saved(machine, kernel)
     built = build_kernel(instance, lower(instance.loop, schedule), TARGET[machine], kernel_name(instance))
     directory = ROOT / f"kernels/{kernel}-{machine}"

@@ -46,6 +46,16 @@ def test_the_emitted_layout_is_what_the_model_charges(spec, machine, targets):
         assert not kernel.warnings
 
 
+def test_fa3s_backward_layout_on_sm90a_is_what_the_model_charges():
+    """kernels/fa-bwd-h100/ is FA3's schedule (the solved one is host-only so far)."""
+    instance = load_instance(ROOT / "specs/kernels/fa-bwd.yaml", "h100")
+    path = ROOT / "specs/schedules/fa3-bwd-h100.yaml"
+    schedule = review(instance.loop, load_hand_schedule(str(path), instance.loop)).schedule
+    for target in ("host", "sm90a"):
+        kernel = build_kernel(instance, lower(instance.loop, schedule), target, kernel_name(instance))
+        assert kernel.dynamic_smem == charged(instance, schedule) <= smem_capacity(instance), target
+
+
 @pytest.mark.parametrize("path, params", [
     ("tests/emit/fa-fwd-b200-causal.schedule.yaml", {"causal": True}),
     ("tests/emit/fa-fwd-b200-hd64.schedule.yaml", {"head_dim": 64}),   # waits on later commits: no barrier more
