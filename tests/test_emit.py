@@ -49,6 +49,16 @@ def saved(machine: str, kernel: str = "gemm"):
     return instance, schedule, file_proof(instance.loop, schedule, path)
 
 
+def compiled_clean(*args):
+    """``emit_kernel(*args, compile_=True)``, checked: emitted, and ptxas reports no spill, no stack and
+    no C75xx diagnostic. The result and its compile report."""
+    result = emit_kernel(*args, compile_=True)
+    assert result.ok, result.problems
+    report = result.manifest["compile"]
+    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    return result, report
+
+
 def short_trips(stages: int) -> list[int]:
     """The check's trip counts without the 64-iteration run, which FlashAttention's twins take minutes
     for under ThreadSanitizer: `python benchmarks/emit_compile.py --check` runs the full set on every variant."""
@@ -374,10 +384,7 @@ def test_fa_forward_compiles_clean_for_sm90a(params, schedule, tmp_path):
     """FA3's structure: Q K^T from shared memory (SS), P V with P from registers (RS) and V MN-major,
     the softmax on the accumulator fragments (MUFU.EX2), within each warpgroup's setmaxnreg."""
     instance, schedule, _ = fa3_program(params, schedule)
-    result = emit_kernel(instance, schedule, {}, "sm90a", str(tmp_path / "out"), compile_=True)
-    report = result.manifest["compile"]
-    assert result.ok, result.problems
-    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    result, report = compiled_clean(instance, schedule, {}, "sm90a", str(tmp_path / "out"))
     assert all(report["sass_classes"].get(name) for name in ("UTMALDG", "HGMMA", "MUFU", "USETMAXREG"))
     assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in result.manifest["warpgroups"])
     source = (tmp_path / "out" / "fa_fwd_h100.cu").read_text()
@@ -424,10 +431,7 @@ def test_fa_forward_h100_optimum_compiles_for_sm90a_within_its_setmaxnreg(tmp_pa
     assert depths["qk.0"] == 2 and depths["qk.1"] == 1
     schedule = review(instance.loop, load_hand_schedule(str(ROOT / "kernels/fa-fwd-h100.schedule.yaml"),
                                                         instance.loop)).schedule
-    result = emit_kernel(instance, schedule, {}, "sm90a", str(tmp_path / "out"), compile_=True)
-    report = result.manifest["compile"]
-    assert result.ok, result.problems
-    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    _, report = compiled_clean(instance, schedule, {}, "sm90a", str(tmp_path / "out"))
     assert sorted(report["setmaxnreg"]) == [24, 192, 256]
     source = (tmp_path / "out" / "fa_fwd_h100.cu").read_text()
     assert "FragmentView<float, 64> in_exp_1" in source and "RowView<float, 64> in_alpha_1" in source
@@ -512,10 +516,7 @@ def test_causal_fa_forward_b200_masks_s_in_registers_and_compiles_clean(tmp_path
     result = emit_kernel(instance, solved, {}, "host", str(tmp_path / "twin"), check=True, seed=2, trips=trips)
     assert result.ok and all(run.max_error < 2e-3 for run in result.runs), result.text()
     if nvrtc.nvrtc_available():
-        result = emit_kernel(instance, solved, {}, "sm100a", str(tmp_path / "device"), compile_=True)
-        report = result.manifest["compile"]
-        assert result.ok, result.problems
-        assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+        compiled_clean(instance, solved, {}, "sm100a", str(tmp_path / "device"))
         assert "r_ldS_0[0][j] = -INFINITY" in (tmp_path / "device" / "fa_fwd_b200.cu").read_text()
 
 
@@ -552,10 +553,7 @@ def test_fa_forward_b200_hd64_waits_after_the_next_mma_is_issued(implied, tmp_pa
         result = emit_kernel(instance, solved, {}, "host", str(tmp_path / "twin"), check=True, seed=2, trips=trips)
         assert result.ok and all(run.max_error < 2e-3 for run in result.runs), result.text()
     if nvrtc.nvrtc_available():
-        result = emit_kernel(instance, solved, {}, "sm100a", str(tmp_path / "device"), compile_=True)
-        report = result.manifest["compile"]
-        assert result.ok, result.problems
-        assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+        compiled_clean(instance, solved, {}, "sm100a", str(tmp_path / "device"))
         source = (tmp_path / "device" / "fa_fwd_b200.cu").read_text()
         assert source.count("(u32)(min(i + 1, trips - 1)) & 1u") == (0 if implied else 2)
         assert ("if (i - 1 >= 0 && i - 1 < trips) mbar_wait(" in source) is not implied
@@ -610,10 +608,7 @@ def test_fa_forward_b200_hd256_fits_tensor_memory_with_one_query_tile(tmp_path):
     assert [(m["name"], m["column"], m["columns"]) for m in result.manifest["tmem"]["map"]] == [
         ("qk", 0, 256), ("pv", 256, 256)]
     if nvrtc.nvrtc_available():
-        result = emit_kernel(instance, solved, {}, "sm100a", str(tmp_path / "device"), compile_=True)
-        report = result.manifest["compile"]
-        assert result.ok, result.problems
-        assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+        compiled_clean(instance, solved, {}, "sm100a", str(tmp_path / "device"))
         source = (tmp_path / "device" / "fa_fwd_b200.cu").read_text()
         assert "tmem_base + 0 + (i % 2) * 128, umma_desc_k(" in source
         # the correction waits for QK^T(i) after QK^T(i + 1) is issued, with nothing earlier implying it: it
@@ -629,10 +624,7 @@ def test_fa_forward_b200_optimum_compiles_clean_for_sm100a(tmp_path):
     MN-major), tcgen05.ld/st for S, P and O's rescale, ex2 per row, the softmax warpgroups at
     setmaxnreg 208 and their own MMAs' completion barriers, within 0 spills and no stack."""
     instance, solved, _ = b200_program(FA_B200_OPTIMUM)
-    result = emit_kernel(instance, solved, {}, "sm100a", str(tmp_path / "out"), compile_=True)
-    report = result.manifest["compile"]
-    assert result.ok, result.problems
-    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    result, report = compiled_clean(instance, solved, {}, "sm100a", str(tmp_path / "out"))
     assert all(report["sass_classes"].get(name) for name in ("UTCHMMA", "LDTM", "STTM", "MUFU", "UTCBAR", "UTMALDG"))
     assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in result.manifest["warpgroups"])
     source = (tmp_path / "out" / "fa_fwd_b200.cu").read_text()
@@ -684,10 +676,7 @@ def test_causal_fa_forward_with_emulated_exp2_gives_masked_keys_zero(tmp_path):
 def test_fa_forward_with_emulated_exp2_compiles_clean(machine, emulated, tmp_path):
     """ex2_poly on the device: its clamp (FMNMX) and exponent insertion (LEA) in the SASS, no spills."""
     instance, schedule = emulated_schedule(machine, emulated)
-    result = emit_kernel(instance, schedule, {}, TARGET[machine], str(tmp_path / "out"), compile_=True)
-    report = result.manifest["compile"]
-    assert result.ok, result.problems
-    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    _, report = compiled_clean(instance, schedule, {}, TARGET[machine], str(tmp_path / "out"))
     assert all(report["sass_classes"].get(name) for name in ("MUFU", "FMNMX", "LEA"))
     assert "ex2_poly(fmaf(" in (tmp_path / "out" / f"fa_fwd_{machine}.cu").read_text()
 
@@ -737,10 +726,7 @@ def test_fa_backward_compiles_clean_for_sm90a_within_the_models_registers(params
     instance = load_instance(FA_BWD, "h100", params)
     hand = review(instance.loop, load_hand_schedule(str(ROOT / "specs/schedules/fa3-bwd-h100.yaml"), instance.loop))
     assert hand.valid
-    result = emit_kernel(instance, hand.schedule, {}, "sm90a", str(tmp_path / "out"), compile_=True)
-    report = result.manifest["compile"]
-    assert result.ok, result.problems
-    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    result, report = compiled_clean(instance, hand.schedule, {}, "sm90a", str(tmp_path / "out"))
     assert all(report["sass_classes"].get(name) for name in ("UTMALDG", "HGMMA", "MUFU", "USETMAXREG", "UTMAREDG"))
     assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in result.manifest["warpgroups"])
 
@@ -814,10 +800,7 @@ def test_fa_backward_b200_optimum_compiles_clean_for_sm100a(tmp_path):
     softmax warpgroup, ex2 per element, dQ_i read from tensor memory by a warpgroup and added by a TMA
     reduce; 0 spills, no stack, no C75xx diagnostic, the program's setmaxnreg."""
     instance, schedule, _ = b200_backward()
-    result = emit_kernel(instance, schedule, {}, "sm100a", str(tmp_path / "out"), compile_=True)
-    report = result.manifest["compile"]
-    assert result.ok, result.problems
-    assert (report["spill_stores"], report["spill_loads"], report["stack"], report["diagnostics"]) == (0, 0, 0, [])
+    result, report = compiled_clean(instance, schedule, {}, "sm100a", str(tmp_path / "out"))
     assert all(report["sass_classes"].get(name) for name in ("UTCHMMA", "UTCHMMA.WS", "LDTM", "STTM", "MUFU",
                                                                "UTCBAR", "UTMALDG", "UTMAREDG"))
     assert sorted(report["setmaxnreg"]) == sorted(g["setmaxnreg"] for g in result.manifest["warpgroups"])
