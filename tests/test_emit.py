@@ -665,7 +665,9 @@ def test_causal_fa_forward_with_emulated_exp2_gives_masked_keys_zero(tmp_path):
     (the clamp to -127, p(0) = 1). The functional tests' causal schedule, head_dim 64."""
     instance = load_instance(FA_FWD, "h100", {"causal": True, "emulated": 16, "head_dim": 64})
     path = ROOT / "tests/functional/fa-fwd-causal-poly-h100.schedule.yaml"
-    schedule = review(instance.loop, load_hand_schedule(str(path), instance.loop)).schedule
+    reviewed = review(instance.loop, load_hand_schedule(str(path), instance.loop))
+    assert reviewed.valid, reviewed.violations[:3]
+    schedule = reviewed.schedule
     result = emit_kernel(instance, schedule, {}, "host", str(tmp_path / "out"), check=True, seed=2, trips=[1, 2, 3])
     assert result.ok, result.text()
     assert all(run.max_error < 2e-3 for run in result.runs)

@@ -28,7 +28,9 @@ def spec_of(path: Path) -> Path:
 def program_of(schedule_file: Path, spec: Path):
     header = read_header(schedule_file)
     loop = load_spec(spec, header.machine, header.params)
-    return lower(loop, review(loop, load_hand_schedule(schedule_file, loop)).schedule)
+    reviewed = review(loop, load_hand_schedule(schedule_file, loop))
+    assert reviewed.valid, (schedule_file, reviewed.violations[:3])
+    return lower(loop, reviewed.schedule)
 
 
 CASES = [(p, spec_of(p)) for p in SAVED] + [(FA4, ROOT / "specs" / "kernels" / "fa-fwd.yaml")]
