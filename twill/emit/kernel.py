@@ -319,20 +319,23 @@ class Kernel:
         """The first tensor-memory column of value ``name`` (the layout's ``tmem_map``)."""
         return next(entry["column"] for entry in self.tmem_map if entry["name"] == name)
 
+    def _value(self, name: str) -> Any:
+        return next(value for value in self.program.values if self.program.loop.ops[value.op].name == name)
+
     def tmem_slot_columns(self, name: str) -> int:
         """Columns of one copy of value ``name`` in tensor memory: copy q % depth is at ``tmem_column(name)
         + (q % depth) * tmem_slot_columns(name)``."""
-        return next(value.size for value in self.program.values if self.program.loop.ops[value.op].name == name)
-
-    def tmem_depth(self, name: str) -> int:
-        """Copies of value ``name`` in tensor memory (the program's ``Value.depth``)."""
-        return next(value.depth for value in self.program.values if self.program.loop.ops[value.op].name == name)
+        return self._value(name).size
 
     def tmem_copy(self, name: str) -> str:
         """C offset, from value ``name``'s first column, of the copy that loop iteration ``i`` uses (empty
         where there is one copy)."""
-        depth = self.tmem_depth(name)
-        return f" + (i % {depth}) * {self.tmem_slot_columns(name)}" if depth > 1 else ""
+        value = self._value(name)
+        return f" + (i % {value.depth}) * {value.size}" if value.depth > 1 else ""
+
+    def tmem_at(self, name: str) -> str:
+        """C expression of the first column of value ``name``'s copy of loop iteration ``i``."""
+        return f"{self.tmem_column(name)}{self.tmem_copy(name)}"
 
     @property
     def threads(self) -> int:
